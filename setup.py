@@ -36,7 +36,7 @@ setuptools.setup(
     extras_require=EXTRAS_REQUIRE,
     entry_points={
         "console_scripts": [
-            "movinet-demo=trainer.demo:main",
+            "movinet-demo=trainer.demo:run",
         ],
     },
 )
