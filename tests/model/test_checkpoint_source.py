@@ -1,18 +1,16 @@
 """Tests for trainer.model.checkpoint_source: real files, a real HTTP server."""
 
-import functools
-import http.server
 import io
 import os
 import re
 import socket
 import tarfile
-import threading
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests import local_http
 from trainer.model import checkpoint_source
 from trainer.model.checkpoint_source import resolve_checkpoint
 
@@ -53,27 +51,7 @@ def archive(tmp_path, checkpoint_dir):
   return path
 
 
-class _Server:
-  """A real HTTP server on 127.0.0.1 serving `root`, in a thread."""
-
-  def __init__(self, root):
-    handler = functools.partial(_QuietHandler, directory=str(root))
-    self._httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
-    self.url = f'http://127.0.0.1:{self._httpd.server_address[1]}'
-    self._thread = threading.Thread(
-        target=self._httpd.serve_forever, daemon=True)
-    self._thread.start()
-    self._running = True
-
-  def stop(self):
-    if self._running:
-      self._running = False
-      self._httpd.shutdown()
-      self._httpd.server_close()
-      self._thread.join()
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+class _QuietHandler(local_http.QuietHandler):
   """Serves files; `/truncated/*` promises more bytes than it sends."""
 
   def do_GET(self):
@@ -87,16 +65,11 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
       return
     super().do_GET()
 
-  def log_message(self, *args):
-    del args
-
-
 @pytest.fixture
 def server(tmp_path):
   root = tmp_path / 'www'
   root.mkdir()
-  running = _Server(root)
-  running.root = root
+  running = local_http.LocalHttpServer(root, _QuietHandler)
   yield running
   running.stop()
 

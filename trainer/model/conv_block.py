@@ -12,6 +12,7 @@ from trainer.model.video_conv import VideoConv, as_triple
 States = Dict[str, object]
 
 
+@keras.saving.register_keras_serializable(package='movinet')
 class ConvBlock(keras.layers.Layer):
   """A convolution followed by optional BatchNorm and activation.
 

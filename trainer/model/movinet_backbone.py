@@ -22,6 +22,7 @@ def check_choice(name: str, value, allowed: Sequence) -> None:
         f'{name}={value!r} is not supported; choose one of {tuple(allowed)}.')
 
 
+@keras.saving.register_keras_serializable(package='movinet')
 class MovinetBackbone(keras.Model):
   """MoViNet a0-a5 / t0 features, in every configuration of the official code.
 

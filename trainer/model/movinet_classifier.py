@@ -22,6 +22,7 @@ STREAM_RECIPE = dict(causal=True, conv_type='2plus1d', se_type='2plus3d',
 POSITIONAL_ENCODING_MODELS = ('a3', 'a4', 'a5')
 
 
+@keras.saving.register_keras_serializable(package='movinet')
 class MovinetClassifier(keras.Model):
   """A MoViNet backbone with a classification head.
 

@@ -22,6 +22,7 @@ def make_divisible(value: float, divisor: int = 8) -> int:
   return int(rounded)
 
 
+@keras.saving.register_keras_serializable(package='movinet')
 class SqueezeExcitation(keras.layers.Layer):
   """Gates channels by a function of their (cumulative) mean activation.
 
@@ -78,6 +79,7 @@ class SqueezeExcitation(keras.layers.Layer):
     self.se_reduce.build(pooled)
     self.se_expand = ConvBlock(channels, activation=self.gating_activation,
                                name='se_expand', **self._conv_args)
+    self.se_expand.trainable = self.trainable  # created after any freezing
     self.se_expand.build(pooled[:-1] + (self.hidden_filters,))
 
   def call(self, inputs, states: Optional[States] = None, training=None):
@@ -116,6 +118,7 @@ class SqueezeExcitation(keras.layers.Layer):
     return config
 
 
+@keras.saving.register_keras_serializable(package='movinet')
 class MovinetBlock(keras.layers.Layer):
   """An inverted bottleneck: expand, depthwise conv, squeeze-excite, project.
 
@@ -213,6 +216,7 @@ class MovinetBlock(keras.layers.Layer):
     if input_shape[-1] != self.out_filters or self.downsample:
       self.skip = ConvBlock(self.out_filters, name='skip_project',
                             **self._conv_args)
+      self.skip.trainable = self.trainable  # created after any freezing
       pooled = featured[:-1] + (input_shape[-1],)
       self.skip.build(pooled)
 

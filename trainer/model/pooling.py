@@ -8,6 +8,7 @@ from keras import ops
 States = Dict[str, object]
 
 
+@keras.saving.register_keras_serializable(package='movinet')
 class GlobalAveragePool3D(keras.layers.Layer):
   """Mean over frames, height and width, resumable across clip chunks.
 
@@ -72,6 +73,7 @@ def spatial_mean(inputs):
   return ops.mean(inputs, axis=(2, 3), keepdims=True)
 
 
+@keras.saving.register_keras_serializable(package='movinet')
 class PositionalEncoding(keras.layers.Layer):
   """Adds a sinusoidal encoding of the frame index, scaled by a learned scalar.
 

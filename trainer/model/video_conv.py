@@ -59,6 +59,7 @@ def pointwise(x, kernel):
   return ops.reshape(y, tuple(shape[:-1]) + (kernel.shape[-1],))
 
 
+@keras.saving.register_keras_serializable(package='movinet')
 class VideoConv(keras.layers.Layer):
   """A 3D (optionally depthwise) convolution over `(batch, frames, h, w, c)`.
 
