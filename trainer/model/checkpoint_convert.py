@@ -94,7 +94,7 @@ def _listing(names: List[str]) -> str:
 def _pair_with_checkpoint(model, shapes: Dict[str, List[int]],
                           include_head: bool):
   """Returns `[(key, variable)]`, or raises ValueError naming the problems."""
-  pairs, missing, mismatched = [], [], []
+  pairs, missing, mismatched = [], [], []  # names of the problem variables
   for path, variable in backbone_pairs(model.backbone):
     keys = [root + path + VALUE_SUFFIX for root in BACKBONE_ROOTS]
     found = [key for key in keys if key in shapes]
@@ -119,6 +119,8 @@ def _pair_with_checkpoint(model, shapes: Dict[str, List[int]],
       key[:-len(VALUE_SUFFIX)] for key in shapes
       if _is_model_variable(key) and key not in used and
       (include_head or not key.startswith(HEAD_ROOT)))
+  head_only = all(name.startswith(HEAD_ROOT)
+                  for name in missing + mismatched + unused)
   problems = []
   if missing:
     problems.append(f'{len(missing)} model variable(s) missing from the '
@@ -129,7 +131,7 @@ def _pair_with_checkpoint(model, shapes: Dict[str, List[int]],
   if unused:
     problems.append(f'{len(unused)} checkpoint variable(s) unused by the '
                     f'model: {_listing(unused)}')
-  return pairs, problems
+  return pairs, problems, head_only
 
 
 def load_official_checkpoint(model: MovinetClassifier,
@@ -166,10 +168,14 @@ def load_official_checkpoint(model: MovinetClassifier,
   except (tf.errors.OpError, ValueError) as error:
     raise ValueError(f'Cannot read checkpoint {source!r} ({prefix}): '
                      f'{error}') from error
-  pairs, problems = _pair_with_checkpoint(model, shapes, include_head)
+  pairs, problems, head_only = _pair_with_checkpoint(model, shapes,
+                                                     include_head)
   if problems:
-    hint = (' If only the classes differ, pass include_head=False.'
-            if include_head else '')
+    hint = (' Only the classifier head differs: pass include_head=False to '
+            'load the backbone and train a new head.' if head_only else
+            ' Build the model with the model_id, variant (base or '
+            'stream=True) and overrides (conv_type, se_type, ...) that the '
+            'checkpoint was trained with.')
     raise ValueError(
         f'Checkpoint {source!r} does not match MoViNet '
         f'{model.backbone.model_id!r} (conv_type={model.backbone.conv_type!r},'
@@ -177,7 +183,8 @@ def load_official_checkpoint(model: MovinetClassifier,
         hint)
   try:
     values = [reader.get_tensor(key) for key, _ in pairs]
-  except tf.errors.OpError as error:
+  except (tf.errors.OpError, IndexError, ValueError, OSError) as error:
+    # A truncated data file surfaces as IndexError from the reader.
     raise ValueError(f'Checkpoint {source!r} is corrupt: {error}') from error
   for (_, variable), value in zip(pairs, values):
     variable.assign(np.asarray(value, dtype=variable.dtype))
