@@ -5,6 +5,7 @@ from typing import Dict, Optional, Sequence
 import keras
 from keras import ops
 
+from trainer.model.layer_config import constructor_config
 from trainer.model import activations
 from trainer.model import block_specs
 from trainer.model.video_conv import VideoConv, as_triple
@@ -151,23 +152,4 @@ class ConvBlock(keras.layers.Layer):
     return shape
 
   def get_config(self):
-    config = super().get_config()
-    config.update({
-        'filters': self.filters,
-        'kernel_size': self.kernel_size,
-        'strides': self.strides,
-        'depthwise': self.depthwise,
-        'causal': self.causal,
-        'use_bias': self.use_bias,
-        'use_batch_norm': self.use_batch_norm,
-        'activation': self.activation,
-        'conv_type': self.conv_type,
-        'norm_momentum': self.norm_momentum,
-        'norm_epsilon': self.norm_epsilon,
-        'use_sync_bn': self.use_sync_bn,
-        'kernel_initializer': self.kernel_initializer,
-        'kernel_regularizer': self.kernel_regularizer,
-        'bias_regularizer': self.bias_regularizer,
-        'state_prefix': self.state_prefix,
-    })
-    return config
+    return constructor_config(self, super().get_config())

@@ -6,6 +6,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import keras
 from keras import ops
 
+from trainer.model.layer_config import constructor_config
 from trainer.model import activations
 from trainer.model import block_specs
 from trainer.model.conv_block import ConvBlock
@@ -213,22 +214,4 @@ class MovinetBackbone(keras.Model):
     }
 
   def get_config(self):
-    config = super().get_config()
-    config.update({
-        'model_id': self.model_id,
-        'causal': self.causal,
-        'use_positional_encoding': self.use_positional_encoding,
-        'conv_type': self.conv_type,
-        'se_type': self.se_type,
-        'activation': self.activation,
-        'gating_activation': self.gating_activation,
-        'use_sync_bn': self.use_sync_bn,
-        'norm_momentum': self.norm_momentum,
-        'norm_epsilon': self.norm_epsilon,
-        'kernel_initializer': self.kernel_initializer,
-        'kernel_regularizer': self.kernel_regularizer,
-        'bias_regularizer': self.bias_regularizer,
-        'stochastic_depth_drop_rate': self.stochastic_depth_drop_rate,
-        'average_pooling_type': self.average_pooling_type,
-    })
-    return config
+    return constructor_config(self, super().get_config())

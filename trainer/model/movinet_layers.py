@@ -5,6 +5,7 @@ from typing import Dict, Optional, Sequence
 import keras
 from keras import ops
 
+from trainer.model.layer_config import constructor_config
 from trainer.model import activations
 from trainer.model.conv_block import ConvBlock
 from trainer.model.pooling import (GlobalAveragePool3D, PositionalEncoding,
@@ -101,21 +102,7 @@ class SqueezeExcitation(keras.layers.Layer):
     return x * inputs, states
 
   def get_config(self):
-    config = super().get_config()
-    config.update({
-        'hidden_filters': self.hidden_filters,
-        'se_type': self.se_type,
-        'activation': self.activation,
-        'gating_activation': self.gating_activation,
-        'causal': self.causal,
-        'conv_type': self.conv_type,
-        'use_positional_encoding': self.use_positional_encoding,
-        'kernel_initializer': self.kernel_initializer,
-        'kernel_regularizer': self.kernel_regularizer,
-        'bias_regularizer': self.bias_regularizer,
-        'state_prefix': self.state_prefix,
-    })
-    return config
+    return constructor_config(self, super().get_config())
 
 
 @keras.saving.register_keras_serializable(package='movinet')
@@ -255,26 +242,4 @@ class MovinetBlock(keras.layers.Layer):
     return shape[:-1] + (self.out_filters,)
 
   def get_config(self):
-    config = super().get_config()
-    config.update({
-        'out_filters': self.out_filters,
-        'expand_filters': self.expand_filters,
-        'kernel_size': self.kernel_size,
-        'strides': self.strides,
-        'causal': self.causal,
-        'activation': self.activation,
-        'gating_activation': self.gating_activation,
-        'se_ratio': self.se_ratio,
-        'stochastic_depth_drop_rate': self.stochastic_depth_drop_rate,
-        'conv_type': self.conv_type,
-        'se_type': self.se_type,
-        'use_positional_encoding': self.use_positional_encoding,
-        'norm_momentum': self.norm_momentum,
-        'norm_epsilon': self.norm_epsilon,
-        'use_sync_bn': self.use_sync_bn,
-        'kernel_initializer': self.kernel_initializer,
-        'kernel_regularizer': self.kernel_regularizer,
-        'bias_regularizer': self.bias_regularizer,
-        'state_prefix': self.state_prefix,
-    })
-    return config
+    return constructor_config(self, super().get_config())

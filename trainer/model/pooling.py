@@ -5,6 +5,8 @@ from typing import Dict, Optional
 import keras
 from keras import ops
 
+from trainer.model.layer_config import constructor_config
+
 States = Dict[str, object]
 
 
@@ -63,9 +65,7 @@ class GlobalAveragePool3D(keras.layers.Layer):
     return (input_shape[0], frames, 1, 1, input_shape[-1])
 
   def get_config(self):
-    config = super().get_config()
-    config.update({'causal': self.causal, 'state_prefix': self.state_prefix})
-    return config
+    return constructor_config(self, super().get_config())
 
 
 def spatial_mean(inputs):
@@ -112,6 +112,4 @@ class PositionalEncoding(keras.layers.Layer):
     return inputs + encoding, states
 
   def get_config(self):
-    config = super().get_config()
-    config.update({'state_prefix': self.state_prefix})
-    return config
+    return constructor_config(self, super().get_config())

@@ -24,6 +24,8 @@ from typing import Optional, Sequence, Tuple
 import keras
 from keras import ops
 
+from trainer.model.layer_config import constructor_config
+
 TEMPORAL_PADDINGS = ('same', 'causal', 'valid')
 
 
@@ -104,9 +106,9 @@ class VideoConv(keras.layers.Layer):
           f"kernel_layout='2d' holds a spatial or a temporal kernel, not "
           f'kernel_size={self.kernel_size}.')
     self.kernel_layout = kernel_layout
-    self.kernel_initializer = keras.initializers.get(kernel_initializer)
-    self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-    self.bias_regularizer = keras.regularizers.get(bias_regularizer)
+    self.kernel_initializer = kernel_initializer
+    self.kernel_regularizer = kernel_regularizer
+    self.bias_regularizer = bias_regularizer
 
   def _kernel_shape(self, in_channels: int) -> Tuple[int, ...]:
     frames, height, width = self.kernel_size
@@ -125,13 +127,13 @@ class VideoConv(keras.layers.Layer):
       self.filters = in_channels
     self.kernel = self.add_weight(
         name='kernel', shape=self._kernel_shape(in_channels),
-        initializer=self.kernel_initializer,
-        regularizer=self.kernel_regularizer)
+        initializer=keras.initializers.get(self.kernel_initializer),
+        regularizer=keras.regularizers.get(self.kernel_regularizer))
     self.bias = None
     if self.use_bias:
       self.bias = self.add_weight(
           name='bias', shape=(self.filters,), initializer='zeros',
-          regularizer=self.bias_regularizer)
+          regularizer=keras.regularizers.get(self.bias_regularizer))
 
   def call(self, inputs):
     frames, height, width = self.kernel_size
@@ -212,19 +214,4 @@ class VideoConv(keras.layers.Layer):
             ceil_div(width, stride_w), filters)
 
   def get_config(self):
-    config = super().get_config()
-    config.update({
-        'filters': self.filters,
-        'kernel_size': self.kernel_size,
-        'strides': self.strides,
-        'depthwise': self.depthwise,
-        'temporal_padding': self.temporal_padding,
-        'use_bias': self.use_bias,
-        'kernel_layout': self.kernel_layout,
-        'kernel_initializer':
-            keras.initializers.serialize(self.kernel_initializer),
-        'kernel_regularizer':
-            keras.regularizers.serialize(self.kernel_regularizer),
-        'bias_regularizer': keras.regularizers.serialize(self.bias_regularizer),
-    })
-    return config
+    return constructor_config(self, super().get_config())
