@@ -15,7 +15,7 @@ The first `--warmup` calls (tracing and graph optimisation included) are
 timed apart and left out of the throughput. Prints seconds per step and
 clips per second for each model and mode, and the ratios ours / official.
 
-Command (repository root; ~7 minutes for the defaults on a 2-core CPU, where
+Command (repository root; ~5 minutes for the defaults on a 2-core CPU, where
 the official a0 train step at batch 8 takes about a minute):
 
   PYTHONPATH=. python benchmarks/model_speed.py
