@@ -8,6 +8,7 @@ from keras import ops
 from trainer.model.layer_config import constructor_config
 from trainer.model import activations
 from trainer.model import block_specs
+from trainer.model.batch_norm import VideoBatchNormalization
 from trainer.model.video_conv import VideoConv, as_triple
 
 States = Dict[str, object]
@@ -98,10 +99,10 @@ class ConvBlock(keras.layers.Layer):
 
     bn_args = dict(momentum=norm_momentum, epsilon=norm_epsilon,
                    synchronized=use_sync_bn)
-    self.bn = (keras.layers.BatchNormalization(name='bn', **bn_args)
+    self.bn = (VideoBatchNormalization(name='bn', **bn_args)
                if use_batch_norm else None)
     self.bn_temporal = (
-        keras.layers.BatchNormalization(name='bn_temporal', **bn_args)
+        VideoBatchNormalization(name='bn_temporal', **bn_args)
         if use_batch_norm and split else None)
 
   def build(self, input_shape):
