@@ -14,8 +14,8 @@ from absl import flags
 from absl import logging
 import numpy as np
 
-from trainer.model import MODEL_IDS, build_movinet_classifier
-from trainer.model.checkpoint_convert import load_official_checkpoint
+from trainer.model import (MODEL_IDS, build_movinet_classifier,
+                           load_official_checkpoint)
 
 _MODEL_ID = flags.DEFINE_enum('model_id', 'a0', MODEL_IDS, 'MoViNet variant.')
 _STREAM = flags.DEFINE_bool('stream', True, 'Use the streaming recipe.')

@@ -70,7 +70,7 @@ def test_streaming_without_initial_states_starts_from_zero():
   np.testing.assert_allclose(np.asarray(from_zero), np.asarray(explicit))
 
 
-@pytest.mark.parametrize('model_id', ['a0', 'a3'])
+@pytest.mark.parametrize('model_id', ['a0', 't0'])
 def test_state_names_and_shapes_equal_official(model_id):
   from tests.model import official_oracle
   official = official_oracle.build_official(model_id, 4, stream=True,
@@ -130,6 +130,19 @@ def test_freeze_backbone_trains_the_head_only():
   head = {v.path for v in model.head.weights + model.classifier.weights}
   assert changed == head
   assert not model.backbone.trainable_variables
+
+
+def test_stochastic_depth_drops_blocks_only_while_training():
+  model = randomize(build_movinet_classifier(
+      't0', 3, stochastic_depth_drop_rate=0.9))
+  clip = video((4, 2, 32, 32, 3))
+  inference = [np.asarray(model(clip, training=False)) for _ in range(2)]
+  np.testing.assert_array_equal(inference[0], inference[1])
+  # BatchNorm uses the batch statistics, the same for the same clip: any
+  # difference comes from the blocks dropped at random.
+  first, second = (np.asarray(model.backbone(clip, training=True)[0])
+                   for _ in range(2))
+  assert not np.allclose(first, second)
 
 
 def test_training_updates_batch_norm_statistics():

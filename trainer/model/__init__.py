@@ -1,6 +1,7 @@
 """Keras 3 MoViNet: backbones a0-a5 / t0, classifier, official checkpoints."""
 
 from trainer.model.block_specs import MODEL_IDS
+from trainer.model.checkpoint_convert import load_official_checkpoint
 from trainer.model.movinet_backbone import MovinetBackbone
 from trainer.model.movinet_classifier import (MovinetClassifier,
                                               build_movinet_classifier)
