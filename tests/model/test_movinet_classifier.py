@@ -177,3 +177,19 @@ def test_wrong_input_rank_is_refused(shape):
   model = build_movinet_classifier('t0', 3)
   with pytest.raises(ValueError, match='rank'):
     model(np.zeros(shape, np.float32))
+
+
+@pytest.mark.parametrize('policy', ['mixed_bfloat16', 'mixed_float16'])
+def test_mixed_precision_gives_float32_logits_and_gradients(policy):
+  keras.mixed_precision.set_dtype_policy(policy)
+  try:
+    model = build_movinet_classifier('t0', 3, stream=True)
+    with tf.GradientTape() as tape:
+      logits = model(video((2, 3, 32, 32, 3)), training=True)
+      loss = tf.reduce_mean(logits)
+    gradients = tape.gradient(loss, model.trainable_variables)
+  finally:
+    keras.mixed_precision.set_dtype_policy('float32')
+  assert logits.dtype == tf.float32
+  assert all(g is not None and np.isfinite(np.asarray(g, np.float32)).all()
+             for g in gradients)
