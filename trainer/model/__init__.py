@@ -5,3 +5,6 @@ from trainer.model.checkpoint_convert import load_official_checkpoint
 from trainer.model.movinet_backbone import MovinetBackbone
 from trainer.model.movinet_classifier import (MovinetClassifier,
                                               build_movinet_classifier)
+
+__all__ = ['MODEL_IDS', 'MovinetBackbone', 'MovinetClassifier',
+           'build_movinet_classifier', 'load_official_checkpoint']

@@ -5,10 +5,10 @@ from typing import Dict, Optional, Sequence
 import keras
 from keras import ops
 
-from trainer.model.layer_config import constructor_config
 from trainer.model import activations
 from trainer.model import block_specs
 from trainer.model.batch_norm import VideoBatchNormalization
+from trainer.model.layer_config import constructor_config
 from trainer.model.video_conv import VideoConv, as_triple
 
 States = Dict[str, object]

@@ -6,10 +6,10 @@ from typing import Dict, Optional, Sequence, Tuple
 import keras
 from keras import ops
 
-from trainer.model.layer_config import constructor_config
 from trainer.model import activations
 from trainer.model import block_specs
 from trainer.model.conv_block import ConvBlock
+from trainer.model.layer_config import constructor_config
 from trainer.model.movinet_layers import MovinetBlock
 from trainer.model.pooling import GlobalAveragePool3D, spatial_mean
 

@@ -1,6 +1,6 @@
 """MoViNet video classifier: backbone + a new head, base or streaming."""
 
-from typing import Dict, Optional
+from typing import Dict
 
 import keras
 from keras import ops
@@ -135,16 +135,16 @@ class MovinetClassifier(keras.Model):
 
   def get_config(self):
     config = super().get_config()
+    backbone_config = {
+        key: value for key, value in self.backbone.get_config().items()
+        if key not in ('name', 'trainable', 'dtype')}
     config.update({
         'num_classes': self.num_classes,
         'dropout_rate': self.dropout_rate,
         'classifier_activation': self.classifier_activation,
         'freeze_backbone': self.freeze_backbone,
-        **self.backbone.get_config(),
+        **backbone_config,
     })
-    for key in ('name', 'trainable', 'dtype'):
-      config.pop(key, None)
-    config.update({'name': self.name, 'trainable': self.trainable})
     return config
 
 

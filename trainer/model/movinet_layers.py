@@ -5,9 +5,9 @@ from typing import Dict, Optional, Sequence
 import keras
 from keras import ops
 
-from trainer.model.layer_config import constructor_config
 from trainer.model import activations
 from trainer.model.conv_block import ConvBlock
+from trainer.model.layer_config import constructor_config
 from trainer.model.pooling import (GlobalAveragePool3D, PositionalEncoding,
                                    spatial_mean)
 from trainer.model.video_conv import as_triple

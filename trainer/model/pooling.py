@@ -7,6 +7,7 @@ from keras import ops
 
 from trainer.model.layer_config import constructor_config
 
+
 States = Dict[str, object]
 
 

@@ -19,12 +19,13 @@ Kernels are stored in the layout of the official MoViNet variables
 checkpoints map one to one.
 """
 
-from typing import Optional, Sequence, Tuple
+from typing import Sequence, Tuple
 
 import keras
 from keras import ops
 
 from trainer.model.layer_config import constructor_config
+
 
 TEMPORAL_PADDINGS = ('same', 'causal', 'valid')
 
@@ -137,7 +138,6 @@ class VideoConv(keras.layers.Layer):
 
   def call(self, inputs):
     frames, height, width = self.kernel_size
-    stride_t, stride_h, stride_w = self.strides
     in_channels = inputs.shape[-1]
     if self.depthwise:
       kernel = ops.reshape(self.kernel, (frames, height, width, in_channels))
