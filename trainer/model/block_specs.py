@@ -190,9 +190,14 @@ SE_TYPES = ('3d', '2d', '2plus3d', 'none')
 POOLING_TYPES = ('3d', '2d', 'none')
 
 
+def check_choice(name: str, value, allowed) -> None:
+  """Raises ValueError naming argument `name` unless `value` is in `allowed`."""
+  if value not in allowed:
+    raise ValueError(
+        f'{name}={value!r} is not supported; choose one of {tuple(allowed)}.')
+
+
 def get_architecture(model_id: str) -> ArchitectureSpec:
   """Returns the spec of `model_id` ('a0'..'a5', 't0')."""
-  if model_id not in ARCHITECTURES:
-    raise ValueError(
-        f'model_id={model_id!r} is not a MoViNet; choose one of {MODEL_IDS}.')
+  check_choice('model_id', model_id, MODEL_IDS)
   return ARCHITECTURES[model_id]

@@ -51,9 +51,7 @@ class ConvBlock(keras.layers.Layer):
                state_prefix: Optional[str] = None,
                **kwargs):
     super().__init__(**kwargs)
-    if conv_type not in block_specs.CONV_TYPES:
-      raise ValueError(f'conv_type={conv_type!r} is not supported; choose one '
-                       f'of {block_specs.CONV_TYPES}.')
+    block_specs.check_choice('conv_type', conv_type, block_specs.CONV_TYPES)
     self.filters = filters
     self.kernel_size = as_triple(kernel_size, 'kernel_size')
     self.strides = as_triple(strides, 'strides')

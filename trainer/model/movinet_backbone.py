@@ -16,13 +16,6 @@ from trainer.model.pooling import GlobalAveragePool3D, spatial_mean
 States = Dict[str, object]
 
 
-def check_choice(name: str, value, allowed: Sequence) -> None:
-  """Raises ValueError naming `name` unless `value` is in `allowed`."""
-  if value not in allowed:
-    raise ValueError(
-        f'{name}={value!r} is not supported; choose one of {tuple(allowed)}.')
-
-
 @keras.saving.register_keras_serializable(package='movinet')
 class MovinetBackbone(keras.Model):
   """MoViNet a0-a5 / t0 features, in every configuration of the official code.
@@ -69,9 +62,9 @@ class MovinetBackbone(keras.Model):
                **kwargs):
     super().__init__(**kwargs)
     self.spec = block_specs.get_architecture(model_id)
-    check_choice('conv_type', conv_type, block_specs.CONV_TYPES)
-    check_choice('se_type', se_type, block_specs.SE_TYPES)
-    check_choice('average_pooling_type', average_pooling_type,
+    block_specs.check_choice('conv_type', conv_type, block_specs.CONV_TYPES)
+    block_specs.check_choice('se_type', se_type, block_specs.SE_TYPES)
+    block_specs.check_choice('average_pooling_type', average_pooling_type,
                  block_specs.POOLING_TYPES)
     activations.get_activation(activation, 'activation')
     activations.get_activation(gating_activation, 'gating_activation')
