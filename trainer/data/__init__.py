@@ -1,0 +1,1 @@
+"""Videos to TFRecord shards, and the tf.data pipeline that reads them back."""

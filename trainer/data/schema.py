@@ -1,0 +1,73 @@
+"""The TFRecord layout of a prepared clip, shared by preparation and pipeline.
+
+One record is a `tf.train.SequenceExample` in the layout of DeepMind's DMVR
+and the Model Garden video reader:
+
+  context:
+    clip/label/index  int64   class index, into the manifest's label names
+    clip/label/text   bytes   class name
+    video/filename    bytes   source video, relative to the source root
+  feature_lists:
+    image/encoded     bytes   one JPEG per frame, RGB
+"""
+
+from typing import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+LABEL_INDEX_KEY = 'clip/label/index'
+LABEL_TEXT_KEY = 'clip/label/text'
+FILENAME_KEY = 'video/filename'
+IMAGE_KEY = 'image/encoded'
+
+MANIFEST_NAME = 'manifest.json'
+SHARD_SUFFIX = '.tfrecord'
+
+
+def shard_name(split: str, index: int, count: int) -> str:
+  """`<split>-00000-of-00004.tfrecord`."""
+  return f'{split}-{index:05d}-of-{count:05d}{SHARD_SUFFIX}'
+
+
+def encode_clip(jpeg_frames: Sequence[bytes], label_index: int,
+                label_text: str, filename: str) -> bytes:
+  """Serializes one clip; `jpeg_frames` are JPEG-encoded RGB frames."""
+  example = tf.train.SequenceExample()
+  context = example.context.feature
+  context[LABEL_INDEX_KEY].int64_list.value.append(int(label_index))
+  context[LABEL_TEXT_KEY].bytes_list.value.append(label_text.encode('utf-8'))
+  context[FILENAME_KEY].bytes_list.value.append(filename.encode('utf-8'))
+  frames = example.feature_lists.feature_list[IMAGE_KEY]
+  for jpeg in jpeg_frames:
+    frames.feature.add().bytes_list.value.append(jpeg)
+  return example.SerializeToString()
+
+
+def parse_clip(serialized):
+  """Parses one serialized clip (works eagerly and inside tf.data).
+
+  Returns:
+    A dict with `jpeg_frames` (string tensor `(frames,)`), `label` (int64
+    scalar), `label_text` and `filename` (string scalars).
+  """
+  context, sequence = tf.io.parse_single_sequence_example(
+      serialized,
+      context_features={
+          LABEL_INDEX_KEY: tf.io.FixedLenFeature([], tf.int64),
+          LABEL_TEXT_KEY: tf.io.FixedLenFeature([], tf.string),
+          FILENAME_KEY: tf.io.FixedLenFeature([], tf.string),
+      },
+      sequence_features={IMAGE_KEY: tf.io.FixedLenSequenceFeature([],
+                                                                   tf.string)})
+  return {
+      'jpeg_frames': sequence[IMAGE_KEY],
+      'label': context[LABEL_INDEX_KEY],
+      'label_text': context[LABEL_TEXT_KEY],
+      'filename': context[FILENAME_KEY],
+  }
+
+
+def encode_jpeg(frame_rgb: np.ndarray, quality: int) -> bytes:
+  """JPEG bytes of one `(height, width, 3)` uint8 RGB frame."""
+  return tf.io.encode_jpeg(frame_rgb, quality=quality).numpy()
