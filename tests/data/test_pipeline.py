@@ -1,0 +1,254 @@
+"""The tf.data pipeline reads prepared shards back into the right clips."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from trainer.data import pipeline
+from trainer.data import schema
+
+HEIGHT, WIDTH = 48, 64
+SIZE = 32
+INDEX_SCALE = 10  # blue channel = 10 * frame index
+
+
+def _frame(index):
+  """Red grows along x, green along y (same in every frame), blue = index."""
+  y, x = np.mgrid[0:HEIGHT, 0:WIDTH]
+  return np.stack([x * 255 // (WIDTH - 1), y * 255 // (HEIGHT - 1),
+                   np.full_like(x, INDEX_SCALE * index)], -1).astype(np.uint8)
+
+
+def _write_prepared(root, shard_lengths, *, split='train', labels=None):
+  """Writes shards of clips whose lengths are `shard_lengths[shard][clip]`.
+
+  Clip number k (counting over all shards) has label k, so tests can tell
+  which records a pipeline read.
+  """
+  os.makedirs(root, exist_ok=True)
+  num_clips = sum(len(s) for s in shard_lengths)
+  entries, label = [], 0
+  for i, lengths in enumerate(shard_lengths):
+    name = schema.shard_name(split, i, len(shard_lengths))
+    with tf.io.TFRecordWriter(os.path.join(root, name)) as writer:
+      for length in lengths:
+        jpegs = [schema.encode_jpeg(_frame(t), 95) for t in range(length)]
+        writer.write(schema.encode_clip(jpegs, label, f'c{label}',
+                                        f'v{label}.avi'))
+        label += 1
+    entries.append({'file': name, 'num_clips': len(lengths), 'sha256': ''})
+  manifest = {
+      'labels': labels or [f'c{k}' for k in range(num_clips)],
+      'splits': {split: {'num_clips': num_clips, 'shards': entries}},
+      'frames': {'fps': None, 'short_side': None, 'jpeg_quality': 95},
+      'skipped': [],
+  }
+  with open(os.path.join(root, schema.MANIFEST_NAME), 'w') as f:
+    json.dump(manifest, f)
+  return str(root)
+
+
+@pytest.fixture(scope='module')
+def prepared(tmp_path_factory):
+  """Two shards; clips of 20 frames except one short 7-frame clip (label 2)."""
+  return _write_prepared(tmp_path_factory.mktemp('prepared'),
+                         [[20, 20, 7], [20, 20, 20]])
+
+
+def _frame_indices(video):
+  """Frame index of every frame of float video `(..., h, w, 3)`.
+
+  Reads the central half of rows, which 'pad' letterboxing leaves intact.
+  """
+  video = np.asarray(video)
+  height = video.shape[-3]
+  blue = video[..., height // 4:-height // 4, :, 2].mean(axis=(-2, -1))
+  return np.rint(blue * 255 / INDEX_SCALE).astype(int)
+
+
+def _collect(dataset):
+  videos, labels = zip(*[(v.numpy(), l.numpy()) for v, l in dataset])
+  return np.concatenate(videos), np.concatenate(labels)
+
+
+def _in_dataset(fn, *args):
+  """Runs `fn(*args)` inside Dataset.map (graph mode)."""
+  dataset = tf.data.Dataset.from_tensors(tuple(args)).map(fn)
+  return next(iter(dataset)).numpy()
+
+
+def test_read_manifest_and_label_names(prepared):
+  assert pipeline.read_manifest(prepared)['splits']['train']['num_clips'] == 6
+  assert pipeline.label_names(prepared) == [f'c{k}' for k in range(6)]
+
+
+@pytest.mark.parametrize('problem', ['no_dir', 'no_manifest', 'no_split',
+                                     'no_shard'])
+def test_missing_inputs_name_path_and_fix(tmp_path, problem):
+  data_dir = _write_prepared(tmp_path / 'd', [[3], [3]])
+  expected = data_dir
+  if problem == 'no_dir':
+    data_dir = expected = str(tmp_path / 'absent')
+  elif problem == 'no_manifest':
+    os.remove(os.path.join(data_dir, schema.MANIFEST_NAME))
+    expected = os.path.join(data_dir, schema.MANIFEST_NAME)
+  elif problem == 'no_shard':
+    expected = os.path.join(data_dir, schema.shard_name('train', 1, 2))
+    os.remove(expected)
+  split = 'validation' if problem == 'no_split' else 'train'
+  with pytest.raises(ValueError) as error:
+    pipeline.build_dataset(data_dir, split, training=True, batch_size=1)
+  assert expected in str(error.value)
+  assert 'movinet-prepare --output_dir=' in str(error.value)
+  if problem == 'no_split':
+    assert 'validation' in str(error.value)
+
+
+@pytest.mark.parametrize('argument,value', [('batch_size', 0),
+                                            ('eval_resize', 'stretch'),
+                                            ('min_crop_area', 0.0)])
+def test_bad_arguments_are_named(prepared, argument, value):
+  kwargs = {'training': False, 'batch_size': 2, argument: value}
+  with pytest.raises(ValueError, match=f'{argument}={value!r}'):
+    pipeline.build_dataset(prepared, 'train', **kwargs)
+
+
+@pytest.mark.parametrize('num_available,start,expected', [
+    (20, 2, [2, 5, 8, 11]),  # frame_step spacing
+    (7, 0, [0, 3, 6, 2]),  # short video loops
+    (20, [0, 9], [[0, 3, 6, 9], [9, 12, 15, 18]]),  # several clips
+])
+def test_sample_frame_indices_eager_and_in_dataset(num_available, start,
+                                                    expected):
+  fn = lambda n, s: pipeline.sample_frame_indices(n, 4, 3, s)
+  eager = pipeline.sample_frame_indices(num_available, 4, 3, start).numpy()
+  np.testing.assert_array_equal(eager, expected)
+  np.testing.assert_array_equal(
+      _in_dataset(fn, num_available, tf.constant(start)), expected)
+
+
+def test_decode_frames_decodes_the_gathered_frames():
+  jpegs = tf.constant([schema.encode_jpeg(_frame(t), 95) for t in range(10)])
+  indices = tf.constant([7, 2, 2, 9])
+  eager = pipeline.decode_frames(jpegs, indices).numpy()
+  assert eager.shape == (4, HEIGHT, WIDTH, 3) and eager.dtype == np.uint8
+  np.testing.assert_array_equal(_frame_indices(eager / 255), [7, 2, 2, 9])
+  np.testing.assert_array_equal(
+      _in_dataset(pipeline.decode_frames, jpegs, indices), eager)
+
+
+@pytest.mark.parametrize('seed', [(0, 1), (5, 7)])
+def test_random_resized_crop_uses_one_box_per_clip(seed):
+  frames = np.stack([_frame(t) for t in range(4)])
+  fn = lambda f, s: pipeline.random_resized_crop_clip(f, s, size=SIZE)
+  eager = fn(frames, tf.constant(seed)).numpy()
+  assert eager.shape == (4, SIZE, SIZE, 3) and eager.dtype == np.float32
+  assert 0.0 <= eager.min() and eager.max() <= 1.0
+  # Red and green encode position only: identical across frames iff the box is.
+  for t in range(1, 4):
+    np.testing.assert_allclose(eager[t, ..., :2], eager[0, ..., :2], atol=1e-6)
+  np.testing.assert_array_equal(_frame_indices(eager), [0, 1, 2, 3])
+  np.testing.assert_allclose(_in_dataset(fn, frames, tf.constant(seed)), eager,
+                             atol=1e-6)
+  other = fn(frames, tf.constant([seed[0] + 100, seed[1]])).numpy()
+  assert not np.allclose(other, eager)
+
+
+def test_center_crop_keeps_the_middle():
+  frames = np.stack([_frame(t) for t in range(2)])
+  fn = lambda f: pipeline.center_crop_clip(f, size=SIZE)
+  eager = fn(frames).numpy()
+  assert eager.shape == (2, SIZE, SIZE, 3)
+  # 48x64 -> 32x43, then columns 5..36: red spans the middle of the gradient.
+  red = eager[0, 0, :, 0] * 255
+  assert red[0] == pytest.approx(255 * 5.5 / 43, abs=4)
+  assert red[-1] == pytest.approx(255 * 36.5 / 43, abs=4)
+  np.testing.assert_allclose(_in_dataset(fn, frames), eager, atol=1e-6)
+
+
+@pytest.mark.parametrize('flip', [False, True])
+def test_train_batches_sample_spaced_frames_from_a_random_start(prepared, flip):
+  dataset = pipeline.build_dataset(
+      prepared, 'train', training=True, batch_size=2, num_frames=4,
+      frame_step=5, image_size=SIZE, seed=3, flip=flip)
+  assert dataset.element_spec[0].shape.as_list() == [2, 4, SIZE, SIZE, 3]
+  videos, labels = _collect(dataset)
+  assert videos.dtype == np.float32 and labels.dtype == np.int32
+  assert 0.0 <= videos.min() and videos.max() <= 1.0
+  assert sorted(labels) == list(range(6))
+  for video, label in zip(videos, labels):
+    indices = _frame_indices(video)
+    if label == 2:  # 7 frames: start 0, looped
+      np.testing.assert_array_equal(indices, [0, 5, 3, 1])
+    else:  # span 16 of 20 frames: start in 0..4
+      assert 0 <= indices[0] <= 4
+      np.testing.assert_array_equal(indices, indices[0] + [0, 5, 10, 15])
+    # Red grows to the right unless the clip was flipped; never per frame.
+    slopes = np.sign(video[:, :, -1, 0].mean(-1) - video[:, :, 0, 0].mean(-1))
+    assert len(set(slopes)) == 1
+    if not flip:
+      assert slopes[0] == 1
+
+
+@pytest.mark.parametrize('eval_resize', ['crop', 'pad'])
+@pytest.mark.parametrize('eval_clips,expected', [
+    (1, [5, 8, 11, 14]),  # middle: span 10 of 20, start 5
+    (3, [[1, 4, 7, 10], [5, 8, 11, 14], [8, 11, 14, 17]]),
+])
+def test_eval_takes_evenly_spaced_clips(prepared, eval_resize, eval_clips,
+                                        expected):
+  dataset = pipeline.build_dataset(
+      prepared, 'train', training=False, batch_size=4, num_frames=4,
+      frame_step=3, image_size=SIZE, eval_clips=eval_clips,
+      eval_resize=eval_resize)
+  videos, labels = _collect(dataset)
+  clip_shape = [4, SIZE, SIZE, 3] if eval_clips == 1 else [3, 4, SIZE, SIZE, 3]
+  assert videos.shape == tuple([6] + clip_shape)
+  assert videos.dtype == np.float32 and 0 <= videos.min() <= videos.max() <= 1
+  np.testing.assert_array_equal(labels, range(6))
+  for video, label in zip(videos, labels):
+    if label == 2:  # 7 frames, shorter than the span: every clip loops from 0
+      np.testing.assert_array_equal(_frame_indices(video)[..., 0], 0)
+    else:
+      np.testing.assert_array_equal(_frame_indices(video), expected)
+  # 'pad' letterboxes 48x64 into 32x32: rows 0..3 are black, 'crop' fills.
+  top_rows = videos[..., :4, :, :2]
+  assert (top_rows.max() == 0) == (eval_resize == 'pad')
+
+
+def test_same_seed_repeats_and_other_seed_differs(prepared):
+  build = lambda seed: _collect(pipeline.build_dataset(
+      prepared, 'train', training=True, batch_size=2, num_frames=2,
+      frame_step=3, image_size=SIZE, seed=seed, deterministic=True))
+  first, again, other = build(1), build(1), build(2)
+  np.testing.assert_array_equal(first[0], again[0])
+  np.testing.assert_array_equal(first[1], again[1])
+  assert not np.array_equal(first[0], other[0])
+
+
+@pytest.mark.parametrize('training', [False, True])
+@pytest.mark.parametrize('shard_lengths', [[[3, 3], [3], [3, 3], [3]],
+                                           [[3, 3, 3, 3, 3]]])
+def test_input_pipelines_read_disjoint_parts(tmp_path, training,
+                                             shard_lengths):
+  data_dir = _write_prepared(tmp_path, shard_lengths)
+  seen = []
+  for pipeline_id in range(2):
+    context = tf.distribute.InputContext(
+        num_input_pipelines=2, input_pipeline_id=pipeline_id,
+        num_replicas_in_sync=2)
+    dataset = pipeline.build_dataset(
+        data_dir, 'train', training=training, batch_size=4, num_frames=2,
+        frame_step=1, image_size=8, seed=0, input_context=context,
+        drop_remainder=False)
+    assert dataset.element_spec[1].shape.as_list() == [None]
+    _, labels = _collect(dataset)
+    assert max(len(l) for l, _ in dataset) == 2  # per-replica batch
+    seen.append(set(labels.tolist()))
+  assert not seen[0] & seen[1]
+  assert seen[0] | seen[1] == set(range(sum(len(s) for s in shard_lengths)))
+  if len(shard_lengths) == 4:  # by file: shards 0 and 2 go to pipeline 0
+    assert seen[0] == {0, 1, 3, 4}

@@ -1,0 +1,393 @@
+"""The `tf.data` pipeline that turns prepared TFRecord shards into batches.
+
+A prepared directory (written by `movinet-prepare`) holds
+`<split>-00000-of-0000N.tfrecord` shards in the layout of `schema.py` and a
+`manifest.json`; the reader needs only its `labels` and, per split, the
+`shards` list of `{"file", "num_clips"}`.
+
+The per-clip ops (`sample_frame_indices`, `decode_frames`,
+`random_resized_crop_clip`, `random_flip_clip`, `center_crop_clip`) are plain
+TensorFlow functions: they run eagerly and inside `Dataset.map` alike.
+"""
+
+import json
+import os
+from typing import Any, Optional, Sequence
+
+from absl import logging
+import tensorflow as tf
+
+from trainer.data import schema
+
+AUTOTUNE = tf.data.AUTOTUNE
+EVAL_RESIZE_MODES = ('crop', 'pad')
+_PREPARE_HINT = 'run `movinet-prepare --output_dir=%s` to prepare it'
+
+
+def _prepare_error(what: str, data_dir: str) -> ValueError:
+  return ValueError(f'{what}; {_PREPARE_HINT % data_dir}.')
+
+
+def read_manifest(data_dir: str) -> dict[str, Any]:
+  """Reads `manifest.json` of a prepared directory (local or `gs://`).
+
+  Args:
+    data_dir: the `--output_dir` given to `movinet-prepare`.
+
+  Returns:
+    The manifest as a dict; `labels` and `splits` are guaranteed present.
+
+  Raises:
+    ValueError: `data_dir` or its manifest is missing or lacks those keys.
+  """
+  if not tf.io.gfile.isdir(data_dir):
+    raise _prepare_error(f'data_dir={data_dir!r} is not a directory', data_dir)
+  path = os.path.join(data_dir, schema.MANIFEST_NAME)
+  if not tf.io.gfile.exists(path):
+    raise _prepare_error(f'No manifest at {path!r}', data_dir)
+  with tf.io.gfile.GFile(path, 'r') as f:
+    manifest = json.load(f)
+  for key in ('labels', 'splits'):
+    if key not in manifest:
+      raise _prepare_error(f'Manifest {path!r} lacks the key {key!r}', data_dir)
+  return manifest
+
+
+def label_names(data_dir: str) -> list[str]:
+  """Class names of a prepared directory, in label-index order."""
+  return list(read_manifest(data_dir)['labels'])
+
+
+def _split_shards(data_dir: str, split: str) -> list[dict[str, Any]]:
+  """The manifest's shard entries of `split`, each with its full `path`."""
+  manifest = read_manifest(data_dir)
+  splits = manifest['splits']
+  if split not in splits:
+    path = os.path.join(data_dir, schema.MANIFEST_NAME)
+    raise _prepare_error(
+        f'split={split!r} is not in {path!r} (it has {sorted(splits)})',
+        data_dir)
+  shards = [dict(s, path=os.path.join(data_dir, s['file']))
+            for s in splits[split]['shards']]
+  if not shards:
+    raise _prepare_error(f'split={split!r} of {data_dir!r} lists no shards',
+                         data_dir)
+  missing = [s['path'] for s in shards if not tf.io.gfile.exists(s['path'])]
+  if missing:
+    raise _prepare_error(
+        f'{len(missing)} shard(s) of split={split!r} listed in the manifest '
+        f'are missing: {missing}', data_dir)
+  return shards
+
+
+def sample_frame_indices(num_available, num_frames: int, frame_step: int,
+                         start=0) -> tf.Tensor:
+  """Indices of `num_frames` frames spaced `frame_step` apart from `start`.
+
+  Videos shorter than the clip LOOP: indices wrap modulo `num_available`, so a
+  clip is always `num_frames` long and keeps its temporal spacing (a looped
+  video reads as a periodic action, which suits short action clips better than
+  repeating the last frame).
+
+  Args:
+    num_available: int scalar, frames in the video.
+    num_frames: frames per clip.
+    frame_step: distance between sampled frames, in frames.
+    start: int scalar, or `(clips,)` for several clips.
+
+  Returns:
+    int32 `(num_frames,)`, or `(clips, num_frames)` when `start` is a vector.
+  """
+  start = tf.cast(start, tf.int32)
+  offsets = tf.range(num_frames, dtype=tf.int32) * frame_step
+  if start.shape.rank:
+    start = tf.expand_dims(start, -1)
+  indices = start + offsets
+  return indices % tf.cast(num_available, tf.int32)
+
+
+def _clip_span(num_frames: int, frame_step: int) -> int:
+  """Frames from the first to the last sampled frame, both included."""
+  return (num_frames - 1) * frame_step + 1
+
+
+def _eval_starts(num_available, num_frames: int, frame_step: int,
+                 num_clips: int) -> tf.Tensor:
+  """Starts of `num_clips` clips centred in equal parts of the video.
+
+  With one clip this is the middle clip; videos shorter than a clip start at 0.
+  """
+  slack = tf.maximum(
+      tf.cast(num_available, tf.int32) - _clip_span(num_frames, frame_step), 0)
+  parts = 2 * tf.range(num_clips, dtype=tf.int32) + 1
+  return parts * slack // (2 * num_clips)
+
+
+def decode_frames(jpeg_frames, indices) -> tf.Tensor:
+  """Decodes only the JPEGs at `indices`.
+
+  Args:
+    jpeg_frames: string `(frames,)`, one JPEG per frame.
+    indices: int `(clip_frames,)` (any shape; the result follows it).
+
+  Returns:
+    uint8 `(*indices.shape, height, width, 3)`.
+  """
+  indices = tf.convert_to_tensor(indices)
+  gathered = tf.reshape(tf.gather(jpeg_frames, indices), [-1])
+  frames = tf.map_fn(
+      lambda jpeg: tf.io.decode_jpeg(jpeg, channels=3), gathered,
+      fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
+  return tf.reshape(
+      frames, tf.concat([tf.shape(indices), tf.shape(frames)[1:]], 0))
+
+
+def random_resized_crop_clip(frames, seed, *, size: int,
+                             min_crop_area: float = 0.3,
+                             aspect_ratio_range: Sequence[float] = (3 / 4,
+                                                                    4 / 3)
+                            ) -> tf.Tensor:
+  """Crops ONE random box out of every frame of a clip and resizes it.
+
+  The box (Inception-style) covers `min_crop_area`..1 of the frame's area with
+  an aspect ratio in `aspect_ratio_range`; the same box is used for all frames
+  so that motion stays coherent.
+
+  Args:
+    frames: `(frames, height, width, 3)`, uint8 or float in [0, 1].
+    seed: int `(2,)` stateless seed; equal seeds give equal boxes.
+    size: output height and width, in pixels.
+    min_crop_area: smallest fraction of the frame's area the box may cover.
+    aspect_ratio_range: (min, max) width / height of the box.
+
+  Returns:
+    float32 `(frames, size, size, 3)` in [0, 1].
+  """
+  frames = tf.image.convert_image_dtype(frames, tf.float32)
+  begin, box_size, _ = tf.image.stateless_sample_distorted_bounding_box(
+      tf.shape(frames)[1:],
+      bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
+      seed=seed, min_object_covered=0.0,
+      aspect_ratio_range=list(aspect_ratio_range),
+      area_range=[min_crop_area, 1.0], max_attempts=100,
+      use_image_if_no_bounding_boxes=True)
+  cropped = tf.slice(frames, tf.concat([[0], begin[:2], [0]], 0),
+                     tf.concat([[-1], box_size[:2], [-1]], 0))
+  resized = tf.image.resize(cropped, [size, size])
+  return tf.clip_by_value(resized, 0.0, 1.0)
+
+
+def random_flip_clip(frames, seed) -> tf.Tensor:
+  """Mirrors the whole `(frames, height, width, 3)` clip left-right, p=0.5."""
+  flip = tf.random.stateless_uniform([], seed) < 0.5
+  return tf.cond(flip, lambda: tf.reverse(frames, [2]), lambda: frames)
+
+
+def center_crop_clip(frames, *, size: int) -> tf.Tensor:
+  """Resizes the short side to `size`, then takes the central square.
+
+  Args:
+    frames: `(frames, height, width, 3)`, uint8 or float in [0, 1].
+    size: output height and width, in pixels.
+
+  Returns:
+    float32 `(frames, size, size, 3)` in [0, 1].
+  """
+  frames = tf.image.convert_image_dtype(frames, tf.float32)
+  hw = tf.cast(tf.shape(frames)[1:3], tf.float32)
+  scale = size / tf.reduce_min(hw)
+  new_hw = tf.maximum(tf.cast(tf.round(hw * scale), tf.int32), size)
+  resized = tf.image.resize(frames, new_hw)
+  top, left = (new_hw[0] - size) // 2, (new_hw[1] - size) // 2
+  cropped = resized[:, top:top + size, left:left + size, :]
+  return tf.clip_by_value(cropped, 0.0, 1.0)
+
+
+def _check_positive(**values) -> None:
+  for name, value in values.items():
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+      raise ValueError(f'{name}={value!r} is not allowed; it must be an int '
+                       f'>= 1. Fix the {name} argument (or its gin binding).')
+
+
+def _check_arguments(batch_size, num_frames, frame_step, image_size,
+                     eval_clips, shuffle_buffer, eval_resize,
+                     min_crop_area) -> None:
+  _check_positive(batch_size=batch_size, num_frames=num_frames,
+                  frame_step=frame_step, image_size=image_size,
+                  eval_clips=eval_clips, shuffle_buffer=shuffle_buffer)
+  if eval_resize not in EVAL_RESIZE_MODES:
+    raise ValueError(f'eval_resize={eval_resize!r} is not allowed; use one of '
+                     f'{EVAL_RESIZE_MODES} (the eval_resize argument).')
+  if not 0.0 < min_crop_area <= 1.0:
+    raise ValueError(f'min_crop_area={min_crop_area!r} is not allowed; it must'
+                     ' lie in (0, 1] (the min_crop_area argument).')
+
+
+def build_dataset(data_dir: str,
+                  split: str,
+                  *,
+                  training: bool,
+                  batch_size: int,
+                  num_frames: int = 8,
+                  frame_step: int = 15,
+                  image_size: int = 172,
+                  seed: Optional[int] = None,
+                  deterministic: bool = False,
+                  eval_clips: int = 1,
+                  eval_resize: str = 'crop',
+                  min_crop_area: float = 0.3,
+                  flip: bool = True,
+                  input_context: Optional[tf.distribute.InputContext] = None,
+                  shuffle_buffer: int = 256,
+                  drop_remainder: Optional[bool] = None) -> tf.data.Dataset:
+  """Batches of `(video, label)` from a prepared directory; one pass, no repeat.
+
+  Training: shards are shuffled, read interleaved and records shuffled; each
+  clip takes `num_frames` frames `frame_step` apart from a random start
+  (short videos loop, see `sample_frame_indices`), only those JPEGs are
+  decoded, then one random resized crop for the whole clip and (if `flip`) a
+  horizontal flip of the whole clip.
+
+  Evaluation: files in manifest order, no shuffling. Each clip is the middle
+  window of the video; `eval_clips > 1` takes that many clips centred in equal
+  parts of the video, for averaging predictions over clips. Frames are resized
+  so the short side is `image_size` and centre-cropped (`eval_resize='crop'`),
+  or resized to fit and zero-padded (`'pad'`, as in the TensorFlow MoViNet
+  tutorial).
+
+  Args:
+    data_dir: the `--output_dir` of `movinet-prepare` (local or `gs://`).
+    split: a split of the manifest, e.g. 'train' or 'test'.
+    training: random sampling and augmentation if True.
+    batch_size: the GLOBAL batch size; with `input_context` each pipeline
+      batches `input_context.get_per_replica_batch_size(batch_size)`.
+    num_frames: frames per clip.
+    frame_step: distance between sampled frames, in source frames.
+    image_size: output height and width, in pixels.
+    seed: seeds file and record shuffling and augmentation; None is random.
+    deterministic: keep element order fixed (`tf.data.Options.deterministic`).
+      With a `seed` this makes the dataset reproducible, at some throughput.
+    eval_clips: clips per video at evaluation.
+    eval_resize: 'crop' or 'pad', see above.
+    min_crop_area: smallest fraction of a frame's area the training crop covers
+      (0.3 keeps most of the action in view on small datasets; Inception's
+      0.08 is too aggressive for short videos).
+    flip: randomly mirror training clips.
+    input_context: from `strategy.distribute_datasets_from_function`; shards
+      by file across input pipelines (by record if there are fewer files).
+    shuffle_buffer: records in the training shuffle buffer.
+    drop_remainder: drop the last partial batch; defaults to `training`.
+
+  Returns:
+    A dataset of `(video, label)`: video float32 in [0, 1],
+    `(batch, num_frames, image_size, image_size, 3)`, or
+    `(batch, eval_clips, num_frames, image_size, image_size, 3)` when
+    evaluating with `eval_clips > 1`; label int32 `(batch,)`.
+
+  Raises:
+    ValueError: a bad argument, or a missing directory, manifest, split or
+      shard.
+  """
+  _check_arguments(batch_size, num_frames, frame_step, image_size, eval_clips,
+                   shuffle_buffer, eval_resize, min_crop_area)
+  shards = _split_shards(data_dir, split)
+  if drop_remainder is None:
+    drop_remainder = training
+  if input_context is not None:
+    batch_size = input_context.get_per_replica_batch_size(batch_size)
+    num_pipelines = input_context.num_input_pipelines
+    pipeline_id = input_context.input_pipeline_id
+  else:
+    num_pipelines, pipeline_id = 1, 0
+
+  files = tf.data.Dataset.from_tensor_slices([s['path'] for s in shards])
+  shard_records = num_pipelines > 1 and len(shards) < num_pipelines
+  num_clips = None
+  if shard_records:
+    logging.warning(
+        'Split %r has %d shard files for %d input pipelines; sharding by '
+        'record, so every pipeline reads every file.', split, len(shards),
+        num_pipelines)
+  elif num_pipelines > 1:
+    files = files.shard(num_pipelines, pipeline_id)
+    num_clips = sum(s['num_clips'] for s in shards[pipeline_id::num_pipelines])
+  else:
+    num_clips = sum(s['num_clips'] for s in shards)
+
+  if training:
+    files = files.shuffle(len(shards), seed=seed, reshuffle_each_iteration=True)
+    records = files.interleave(
+        tf.data.TFRecordDataset, cycle_length=min(len(shards), 8),
+        num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+  else:
+    records = files.flat_map(tf.data.TFRecordDataset)
+  if shard_records:
+    records = records.shard(num_pipelines, pipeline_id)
+  if num_clips is not None:
+    records = records.apply(tf.data.experimental.assert_cardinality(num_clips))
+
+  if training:
+    records = records.shuffle(shuffle_buffer, seed=seed,
+                              reshuffle_each_iteration=True)
+    # One stateless seed (2,) per element, new each epoch, distinct per
+    # pipeline; with a fixed `seed` the whole sequence is reproducible.
+    aug_seed = None if seed is None else seed + pipeline_id
+    seeds = tf.data.Dataset.random(
+        seed=aug_seed, rerandomize_each_iteration=True).batch(2)
+    clips = tf.data.Dataset.zip(records, seeds).map(
+        lambda record, element_seed: _train_clip(
+            record, element_seed, num_frames, frame_step, image_size,
+            min_crop_area, flip),
+        num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+  else:
+    clips = records.map(
+        lambda record: _eval_clip(record, num_frames, frame_step, image_size,
+                                  eval_clips, eval_resize),
+        num_parallel_calls=AUTOTUNE, deterministic=True)
+
+  options = tf.data.Options()
+  options.deterministic = deterministic or not training
+  return clips.batch(batch_size, drop_remainder=drop_remainder).prefetch(
+      AUTOTUNE).with_options(options)
+
+
+def _train_clip(record, element_seed, num_frames, frame_step, image_size,
+                min_crop_area, flip):
+  """One training `(video (num_frames, size, size, 3), label)` pair."""
+  clip = schema.parse_clip(record)
+  start_seed, crop_seed, flip_seed = tf.unstack(
+      tf.random.experimental.stateless_split(element_seed, 3))
+  num_available = tf.shape(clip['jpeg_frames'])[0]
+  slack = tf.maximum(num_available - _clip_span(num_frames, frame_step), 0)
+  start = tf.random.stateless_uniform([], start_seed, minval=0,
+                                      maxval=slack + 1, dtype=tf.int32)
+  indices = sample_frame_indices(num_available, num_frames, frame_step, start)
+  frames = decode_frames(clip['jpeg_frames'], indices)
+  video = random_resized_crop_clip(frames, crop_seed, size=image_size,
+                                   min_crop_area=min_crop_area)
+  if flip:
+    video = random_flip_clip(video, flip_seed)
+  video = tf.ensure_shape(video, [num_frames, image_size, image_size, 3])
+  return video, tf.cast(clip['label'], tf.int32)
+
+
+def _eval_clip(record, num_frames, frame_step, image_size, eval_clips,
+               eval_resize):
+  """One evaluation pair; video gains a leading clip axis if eval_clips > 1."""
+  clip = schema.parse_clip(record)
+  num_available = tf.shape(clip['jpeg_frames'])[0]
+  starts = _eval_starts(num_available, num_frames, frame_step, eval_clips)
+  indices = sample_frame_indices(num_available, num_frames, frame_step, starts)
+  frames = decode_frames(clip['jpeg_frames'], tf.reshape(indices, [-1]))
+  if eval_resize == 'crop':
+    video = center_crop_clip(frames, size=image_size)
+  else:
+    video = tf.image.resize_with_pad(
+        tf.image.convert_image_dtype(frames, tf.float32), image_size,
+        image_size)
+    video = tf.clip_by_value(video, 0.0, 1.0)
+  shape = [num_frames, image_size, image_size, 3]
+  if eval_clips > 1:
+    shape = [eval_clips] + shape
+  return tf.reshape(video, shape), tf.cast(clip['label'], tf.int32)

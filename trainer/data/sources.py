@@ -1,0 +1,363 @@
+"""Where videos come from: a local class-per-folder tree, or the UCF101 zip.
+
+Both sources answer the same question, "which videos are there and what is
+each one's class?", with a `Listing` of `VideoEntry`s sorted by
+`(label, name)`. Decoding the videos is not done here
+(`trainer/data/video_decode.py` does it); this module deals only in names,
+listings and bytes.
+
+  Folder   `video_dir/<class name>/<video file>` -> `list_folder(video_dir)`
+  UCF101   a zip read over HTTP Range requests, never downloaded whole ->
+           `list_ucf101(url)`, `fetch_ucf101_member(url, name, path)`, or
+           `Ucf101Archive(url)` to fetch many members over one connection.
+"""
+
+import contextlib
+import dataclasses
+import os
+import pathlib
+import re
+import tempfile
+import zipfile
+
+from absl import logging
+import remotezip
+import requests
+
+DEFAULT_UCF101_URL = (
+    'https://storage.googleapis.com/thumos14_files/UCF101_videos.zip')
+DEFAULT_TIMEOUT_S = 30.0
+VIDEO_EXTENSIONS = ('.avi', '.mp4', '.mkv', '.mov', '.webm', '.m4v', '.mpg',
+                    '.mpeg', '.wmv', '.flv', '.3gp', '.ogv')
+URL_SCHEMES = ('http://', 'https://')
+
+NOT_A_VIDEO = 'not a video extension'
+NOT_IN_CLASS_FOLDER = 'not inside a class folder'
+NESTED_FOLDER = 'nested folder; videos must sit directly in <class>/'
+EMPTY_CLASS_FOLDER = 'class folder has no videos'
+
+_UCF101_NAME = re.compile(r'v_(?P<cls>.+)_(?P<group>g\d+)_(?P<clip>c\d+)\.\w+')
+_CHUNK_BYTES = 1 << 20
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoEntry:
+  """One video of a source.
+
+  Attributes:
+    name: Path relative to the source root, POSIX separators, e.g.
+      `'ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi'` (folder) or
+      `'UCF101/ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi'` (zip member).
+    label: Class name: the folder the video sits in.
+    group: UCF101 group id such as `'g01'` when the file name follows
+      `v_<Class>_g<NN>_c<NN>.<ext>`, else None.
+  """
+  name: str
+  label: str
+  group: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Listing:
+  """What a source holds.
+
+  Attributes:
+    entries: Videos sorted by `(label, name)`.
+    skipped: `(name, reason)` pairs for what was seen but not listed, sorted;
+      reasons are the module constants (`NOT_A_VIDEO`, ...).
+  """
+  entries: list[VideoEntry]
+  skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+
+  @property
+  def labels(self) -> list[str]:
+    """Sorted distinct class names of `entries`."""
+    return sorted({entry.label for entry in self.entries})
+
+
+class RemoteArchiveError(OSError):
+  """A remote zip could not be read: unreachable, HTTP error, not a zip."""
+
+
+def parse_group(filename: str) -> str | None:
+  """`'v_ApplyEyeMakeup_g08_c01.avi'` -> `'g08'`; other names -> None."""
+  match = _UCF101_NAME.fullmatch(filename)
+  return match.group('group') if match else None
+
+
+def is_video_name(name: str, extensions=VIDEO_EXTENSIONS) -> bool:
+  """Whether `name` ends in one of `extensions` (case-insensitive)."""
+  return name.lower().endswith(tuple(ext.lower() for ext in extensions))
+
+
+def list_folder(video_dir: str | os.PathLike,
+                extensions: tuple[str, ...] = VIDEO_EXTENSIONS) -> Listing:
+  """Lists `video_dir/<class name>/<video>`.
+
+  Hidden files and folders (leading '.') are ignored. Files with another
+  extension, files outside a class folder, nested folders and class folders
+  without videos are reported in `Listing.skipped`.
+
+  Args:
+    video_dir: The root folder; one subfolder per class.
+    extensions: Lower- or upper-case suffixes that count as video files.
+
+  Returns:
+    A `Listing`; entry names are `'<class>/<file>'`.
+
+  Raises:
+    ValueError: `video_dir` is missing or not a folder, has no class
+      subfolders, or no class folder holds a video.
+  """
+  root = pathlib.Path(video_dir)
+  layout = ('expected one subfolder per class with the videos inside, '
+            'e.g. video_dir/ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi')
+  if not root.is_dir():
+    state = 'is not a folder' if root.exists() else 'does not exist'
+    raise ValueError(f'video_dir={str(root)!r} {state}; {layout}. '
+                     'Pass an existing folder (flag --video_dir).')
+  children = sorted(p for p in root.iterdir() if not p.name.startswith('.'))
+  class_dirs = [p for p in children if p.is_dir()]
+  skipped = [(p.name, NOT_IN_CLASS_FOLDER) for p in children if not p.is_dir()]
+  if not class_dirs:
+    raise ValueError(f'video_dir={str(root)!r} has no class subfolders; '
+                     f'{layout}.')
+  entries = []
+  for class_dir in class_dirs:
+    found = _list_class_folder(class_dir, extensions, skipped)
+    if not found:
+      skipped.append((f'{class_dir.name}/', EMPTY_CLASS_FOLDER))
+    entries.extend(found)
+  if not entries:
+    raise ValueError(
+        f'video_dir={str(root)!r} has class folders but no videos with an '
+        f'extension in {extensions}; {layout}. Add videos, or pass their '
+        'extension in `extensions`.')
+  listing = Listing(sorted(entries, key=_entry_key), sorted(skipped))
+  logging.info('Listed %d videos in %d classes under %s (%d skipped)',
+               len(listing.entries), len(listing.labels), root,
+               len(listing.skipped))
+  return listing
+
+
+def list_ucf101(url: str = DEFAULT_UCF101_URL,
+                timeout_s: float = DEFAULT_TIMEOUT_S) -> Listing:
+  """Lists the videos of a UCF101-style zip over HTTP Range requests.
+
+  Reads only the zip's central directory (about 1 MB for UCF101's 6.5 GB).
+
+  Args:
+    url: `http(s)://` URL of a zip whose members look like
+      `UCF101/<Class>/v_<Class>_gNN_cNN.avi`; the server must answer Range
+      requests.
+    timeout_s: Seconds to wait to connect and for each read.
+
+  Returns:
+    A `Listing`; entry names are the zip member names, the label is the
+    folder holding the member.
+
+  Raises:
+    ValueError: `url` is not http(s), or a member name is absolute or holds a
+      '..' component (the whole archive is refused).
+    RemoteArchiveError: The URL is unreachable, answers an HTTP error or no
+      Range support, or is not a zip.
+  """
+  with Ucf101Archive(url, timeout_s) as archive:
+    return archive.listing()
+
+
+def fetch_ucf101_member(url: str, name: str,
+                        destination_path: str | os.PathLike,
+                        timeout_s: float = DEFAULT_TIMEOUT_S) -> str:
+  """Downloads one member of a remote zip to `destination_path` atomically.
+
+  Opening the archive reads its central directory; to fetch many members,
+  open one `Ucf101Archive` and call its `fetch` instead.
+
+  Args:
+    url: As in `list_ucf101`.
+    name: A member name, e.g. `VideoEntry.name` from `list_ucf101`.
+    destination_path: The file to write; parent folders are created. It is
+      written whole or not at all.
+    timeout_s: As in `list_ucf101`.
+
+  Returns:
+    `destination_path` as a string.
+
+  Raises:
+    ValueError: As in `list_ucf101`, or `name` is not a file in the archive.
+    RemoteArchiveError: As in `list_ucf101`, or the member's bytes are
+      corrupt (bad CRC).
+  """
+  with Ucf101Archive(url, timeout_s) as archive:
+    return archive.fetch(name, destination_path)
+
+
+class Ucf101Archive:
+  """A zip read over HTTP Range requests; a context manager.
+
+  Opening reads the central directory once and refuses the archive if any
+  member name is unsafe. Not thread-safe: use one instance per thread.
+
+  Args:
+    url: As in `list_ucf101`.
+    timeout_s: As in `list_ucf101`.
+  """
+
+  def __init__(self, url: str = DEFAULT_UCF101_URL,
+               timeout_s: float = DEFAULT_TIMEOUT_S):
+    if not isinstance(url, str) or not url.startswith(URL_SCHEMES):
+      raise ValueError(f'url={url!r} is not supported; expected a URL '
+                       f'starting with {" or ".join(URL_SCHEMES)}, e.g. '
+                       f'{DEFAULT_UCF101_URL!r} (flag --ucf101_url).')
+    self.url = url
+    self._session = requests.Session()
+    try:
+      with _remote_errors(url, 'open'):
+        self._zip = remotezip.RemoteZip(url, session=self._session,
+                                        timeout=timeout_s)
+      for name in self._zip.namelist():
+        _check_member_name(url, name)
+    except BaseException:
+      self.close()
+      raise
+
+  def __enter__(self) -> 'Ucf101Archive':
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    self.close()
+
+  def close(self) -> None:
+    """Releases the connection; the archive cannot be used afterwards."""
+    zip_file = getattr(self, '_zip', None)
+    if zip_file is not None:
+      zip_file.close()
+      self._zip = None
+    self._session.close()
+
+  def listing(self) -> Listing:
+    """Video members as a `Listing`; see `list_ucf101`."""
+    entries, skipped = [], []
+    for info in self._zip.infolist():
+      parts = info.filename.rstrip('/').split('/')
+      if info.is_dir() or any(_is_hidden(part) for part in parts):
+        continue
+      if len(parts) < 2:
+        skipped.append((info.filename, NOT_IN_CLASS_FOLDER))
+      elif not is_video_name(parts[-1]):
+        skipped.append((info.filename, NOT_A_VIDEO))
+      else:
+        entries.append(VideoEntry(info.filename, parts[-2],
+                                  parse_group(parts[-1])))
+    listing = Listing(sorted(entries, key=_entry_key), sorted(skipped))
+    logging.info('Listed %d videos in %d classes in %s (%d skipped)',
+                 len(listing.entries), len(listing.labels), self.url,
+                 len(listing.skipped))
+    return listing
+
+  def fetch(self, name: str, destination_path: str | os.PathLike) -> str:
+    """Writes member `name` to `destination_path`; see `fetch_ucf101_member`."""
+    _check_member_name(self.url, name)
+    try:
+      info = self._zip.getinfo(name)
+    except KeyError:
+      info = None
+    if info is None or info.is_dir():
+      raise ValueError(
+          f'name={name!r} is not a file in the archive {self.url}; pass a '
+          'VideoEntry.name from list_ucf101().')
+    destination = os.fspath(destination_path)
+    folder = os.path.dirname(os.path.abspath(destination))
+    os.makedirs(folder, exist_ok=True)
+    part_fd, part = tempfile.mkstemp(
+        prefix=f'.{os.path.basename(destination)}.', suffix='.part',
+        dir=folder)
+    try:
+      with os.fdopen(part_fd, 'wb') as out:
+        self._copy_member(info, out)
+      os.replace(part, destination)
+    finally:
+      if os.path.exists(part):
+        os.remove(part)
+    logging.debug('Fetched %s (%d bytes) from %s', name, info.file_size,
+                  self.url)
+    return destination
+
+  def _copy_member(self, info: zipfile.ZipInfo, out) -> None:
+    action = f'fetch {info.filename!r} from'
+    with _remote_errors(self.url, action):
+      member = self._zip.open(info)
+    with member:
+      while True:
+        with _remote_errors(self.url, action):
+          chunk = member.read(_CHUNK_BYTES)
+        if not chunk:
+          return
+        out.write(chunk)
+
+
+def _entry_key(entry: VideoEntry) -> tuple[str, str]:
+  return entry.label, entry.name
+
+
+def _is_hidden(part: str) -> bool:
+  """Dot files and macOS' `__MACOSX` resource-fork folder."""
+  return part.startswith('.') or part == '__MACOSX'
+
+
+def _list_class_folder(class_dir: pathlib.Path, extensions: tuple[str, ...],
+                       skipped: list[tuple[str, str]]) -> list[VideoEntry]:
+  """Videos directly inside `class_dir`; appends the rest to `skipped`."""
+  label = class_dir.name
+  entries = []
+  for path in sorted(class_dir.iterdir()):
+    name = f'{label}/{path.name}'
+    if path.name.startswith('.'):
+      continue
+    if path.is_dir():
+      skipped.append((f'{name}/', NESTED_FOLDER))
+    elif not is_video_name(path.name, extensions):
+      skipped.append((name, NOT_A_VIDEO))
+    else:
+      entries.append(VideoEntry(name, label, parse_group(path.name)))
+  return entries
+
+
+def _check_member_name(url: str, name: str) -> None:
+  """Refuses absolute member names and names with a '..' component."""
+  parts = re.split(r'[/\\]', name)
+  if name.startswith(('/', '\\')) or re.match(r'[A-Za-z]:', name):
+    problem = 'is an absolute path'
+  elif '..' in parts:
+    problem = "has a '..' component"
+  else:
+    return
+  raise ValueError(
+      f'Refusing the archive {url}: member {name!r} {problem}. Only relative '
+      'member names such as "UCF101/<Class>/<video>.avi" are accepted; '
+      'nothing was fetched. Use a trusted archive (flag --ucf101_url).')
+
+
+@contextlib.contextmanager
+def _remote_errors(url: str, action: str):
+  """Turns what a remote zip can raise into a `RemoteArchiveError`."""
+  advice = ('Check the URL (flag --ucf101_url) and network access; the '
+            'server must answer HTTP Range requests.')
+  try:
+    yield
+  except RemoteArchiveError:
+    raise
+  except remotezip.RangeNotSupported as e:
+    raise RemoteArchiveError(
+        f'Could not {action} the zip at {url}: the server does not answer '
+        f'Range requests. {advice}') from e
+  except zipfile.BadZipFile as e:
+    raise RemoteArchiveError(
+        f'Could not {action} the zip at {url}: not a valid zip, or a '
+        f'corrupt member ({e}). {advice}') from e
+  except (remotezip.RemoteZipError, requests.RequestException, OSError,
+          EOFError) as e:
+    raise RemoteArchiveError(
+        f'Could not {action} the zip at {url}: {type(e).__name__}: {e}. '
+        f'{advice}') from e
