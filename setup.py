@@ -37,6 +37,7 @@ setuptools.setup(
     entry_points={
         "console_scripts": [
             "movinet-demo=trainer.demo:run",
+            "movinet-prepare=trainer.data.prepare:run",
         ],
     },
 )
