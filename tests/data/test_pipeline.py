@@ -157,6 +157,61 @@ def test_random_resized_crop_uses_one_box_per_clip(seed):
   assert not np.allclose(other, eager)
 
 
+def _reference_crop(jpegs, indices, seed, size, min_crop_area):
+  """The crop as it was before `decode_random_crop_clip`: full decode first.
+
+  Samples the box with the same call, decodes whole frames, converts them to
+  float, slices the box and resizes.
+  """
+  frames = tf.image.convert_image_dtype(
+      tf.stack([tf.io.decode_jpeg(jpegs[i], channels=3) for i in indices]),
+      tf.float32)
+  begin, box_size, _ = tf.image.stateless_sample_distorted_bounding_box(
+      tf.shape(frames)[1:],
+      bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=seed,
+      min_object_covered=0.0, aspect_ratio_range=[3 / 4, 4 / 3],
+      area_range=[min_crop_area, 1.0], max_attempts=100,
+      use_image_if_no_bounding_boxes=True)
+  cropped = tf.slice(frames, tf.concat([[0], begin[:2], [0]], 0),
+                     tf.concat([[-1], box_size[:2], [-1]], 0))
+  return tf.clip_by_value(tf.image.resize(cropped, [size, size]), 0, 1).numpy()
+
+
+def _textured_frame(index, height=120, width=160):
+  """Gradient frame plus fixed noise, so crop edges and chroma matter."""
+  rng = np.random.default_rng(0)
+  noise = rng.integers(-40, 41, (height, width, 3))
+  y, x = np.mgrid[0:height, 0:width]
+  base = np.stack([x * 255 // (width - 1), y * 255 // (height - 1),
+                   np.full_like(x, INDEX_SCALE * index)], -1)
+  return np.clip(base + noise, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize('make_frame', [_frame, _textured_frame])
+@pytest.mark.parametrize('seed,min_crop_area', [((0, 1), 0.3), ((5, 7), 0.3),
+                                                ((2, 9), 0.08), ((3, 3), 1.0)])
+def test_decode_random_crop_matches_full_decode_then_crop(make_frame, seed,
+                                                          min_crop_area):
+  jpegs = tf.constant([schema.encode_jpeg(make_frame(t), 95)
+                       for t in range(6)])
+  indices = tf.constant([4, 1, 1, 5])
+  fn = lambda j, i, s: pipeline.decode_random_crop_clip(
+      j, i, s, size=SIZE, min_crop_area=min_crop_area)
+  eager = fn(jpegs, indices, tf.constant(seed)).numpy()
+  assert eager.shape == (4, SIZE, SIZE, 3) and eager.dtype == np.float32
+  assert 0.0 <= eager.min() and eager.max() <= 1.0
+  reference = _reference_crop(jpegs, [4, 1, 1, 5], seed, SIZE, min_crop_area)
+  # Same box; decoding only the box rounds differently at its edges.
+  assert np.abs(eager - reference).mean() < 1e-3
+  np.testing.assert_allclose(eager, reference, atol=16 / 255)
+  np.testing.assert_allclose(
+      _in_dataset(fn, jpegs, indices, tf.constant(seed)), eager, atol=1e-6)
+  np.testing.assert_allclose(
+      pipeline.random_resized_crop_clip(
+          pipeline.decode_frames(jpegs, indices), seed, size=SIZE,
+          min_crop_area=min_crop_area), reference, atol=1e-6)
+
+
 def test_center_crop_keeps_the_middle():
   frames = np.stack([_frame(t) for t in range(2)])
   fn = lambda f: pipeline.center_crop_clip(f, size=SIZE)

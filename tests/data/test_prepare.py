@@ -20,6 +20,7 @@ import tensorflow as tf
 from tests.local_http import LocalHttpServer, RangeHandler
 from trainer.data import prepare as prepare_lib
 from trainer.data import schema
+from trainer.data import shard_worker
 from trainer.data.synthetic import generate_videos
 from trainer.data.video_decode import decode_video
 
@@ -86,13 +87,6 @@ def test_round_trip_matches_source_frames_and_manifest(videos, prepared):
   assert len(set(name for _, name in seen)) == 18
 
 
-def test_records_equal_protobuf_deterministic_serialization(prepared):
-  out, manifest = prepared
-  record = _records(out / manifest['splits']['test']['shards'][0]['file'])[0]
-  parsed = tf.train.SequenceExample.FromString(record)
-  assert parsed.SerializeToString(deterministic=True) == record
-
-
 def test_model_garden_reader_decodes_a_record(prepared):
   video_input = pytest.importorskip('official.vision.dataloaders.video_input')
   out, manifest = prepared
@@ -108,14 +102,43 @@ def test_model_garden_reader_decodes_a_record(prepared):
   assert tf.io.decode_jpeg(images[0]).shape == (48, 60, 3)
 
 
-def test_tfrecord_writer_matches_tensorflow(tmp_path):
-  path = tmp_path / 'reference.tfrecord'
-  payloads = [b'', b'x', os.urandom(5000), os.urandom(300_001)]
-  with tf.io.TFRecordWriter(str(path)) as writer:
-    for payload in payloads:
-      writer.write(payload)
-  assert b''.join(map(prepare_lib.tfrecord_frame, payloads)) == (
-      path.read_bytes())
+@pytest.mark.parametrize('size, short_side, expected', [
+    ((120, 160), 256, (120, 160)),   # smaller than the maximum: kept
+    ((120, 160), None, (120, 160)),  # the default maximum, 256, for folders
+    ((240, 320), 128, (128, 171)),   # larger: downscaled, 320*128/240 rounded
+    ((120, 160), 0, (120, 160)),     # 0 keeps every size
+])
+def test_short_side_is_a_maximum(tmp_path, size, short_side, expected):
+  videos = tmp_path / 'videos'
+  generate_videos(str(videos), num_classes=2, videos_per_class=2,
+                  num_frames=8, size=size)
+  out = tmp_path / 'out'
+  manifest = prepare_lib.prepare(
+      str(out), source='folder', video_dir=str(videos),
+      splits='train:1,test:1', short_side=short_side, workers=1)
+  assert manifest['frames']['short_side'] == (
+      prepare_lib.DEFAULT_SHORT_SIDE if short_side is None else short_side)
+  shapes = {tuple(tf.io.decode_jpeg(j).shape)
+            for split in manifest['splits'].values()
+            for shard in split['shards'] for r in _records(out / shard['file'])
+            for j in schema.parse_clip(r)['jpeg_frames']}
+  assert shapes == {(*expected, 3)}
+
+
+@pytest.mark.parametrize('announced', [None, (1000, 1000), (10, 10)])
+@pytest.mark.parametrize('size, short_side', [((120, 160), 256),
+                                              ((240, 320), 128)])
+def test_capped_decode_ignores_a_wrong_announced_size(tmp_path, monkeypatch,
+                                                      announced, size,
+                                                      short_side):
+  generate_videos(str(tmp_path), num_classes=2, videos_per_class=1,
+                  num_frames=8, size=size)
+  path = str(tmp_path / 'moving_left/moving_left_0000.avi')
+  monkeypatch.setattr(shard_worker, '_probe_size', lambda path: announced)
+  frames = shard_worker.decode_capped(path, None, short_side, 1)
+  wanted = None if min(size) <= short_side else short_side
+  np.testing.assert_array_equal(
+      frames, decode_video(path, short_side=wanted).frames)
 
 
 def test_folder_bad_inputs_are_skipped_with_reasons(videos, tmp_path, caplog):
@@ -272,10 +295,11 @@ def test_cli_error_exits_nonzero_with_one_line(videos, tmp_path):
 
 
 def test_killed_run_resumes_to_identical_output(tmp_path):
-  # Larger frames (256 px) so there is time to kill between shards.
+  # Larger frames (240 px, under --short_side=256 so kept) so there is time
+  # to kill between shards.
   videos = tmp_path / 'videos'
   generate_videos(str(videos), num_classes=3, videos_per_class=8,
-                  num_frames=40, size=(120, 160))
+                  num_frames=40, size=(240, 320))
   killed, whole = tmp_path / 'killed', tmp_path / 'whole'
   process = subprocess.Popen(_command(videos, killed), cwd=REPO,
                              start_new_session=True,
@@ -284,7 +308,10 @@ def test_killed_run_resumes_to_identical_output(tmp_path):
   manifest = killed / schema.MANIFEST_NAME
   try:
     deadline = time.monotonic() + 120
-    while not (killed.exists() and _shards(killed)):
+    # Wait for a shard's record, written just after the shard: killing on
+    # the shard alone may leave no complete shard to resume from.
+    while not (killed.exists() and
+               list(killed.glob(f'{prepare_lib.STATE_DIR}/*.tfrecord.json'))):
       assert process.poll() is None, 'the run ended before any shard'
       assert time.monotonic() < deadline, 'no shard within 120 s'
       time.sleep(0.01)

@@ -6,8 +6,9 @@ A prepared directory (written by `movinet-prepare`) holds
 `shards` list of `{"file", "num_clips"}`.
 
 The per-clip ops (`sample_frame_indices`, `decode_frames`,
-`random_resized_crop_clip`, `random_flip_clip`, `center_crop_clip`) are plain
-TensorFlow functions: they run eagerly and inside `Dataset.map` alike.
+`decode_random_crop_clip`, `random_resized_crop_clip`, `random_flip_clip`,
+`center_crop_clip`) are plain TensorFlow functions: they run eagerly and
+inside `Dataset.map` alike.
 """
 
 import json
@@ -142,16 +143,48 @@ def decode_frames(jpeg_frames, indices) -> tf.Tensor:
       frames, tf.concat([tf.shape(indices), tf.shape(frames)[1:]], 0))
 
 
+def _sample_crop_box(image_shape, seed, min_crop_area: float,
+                     aspect_ratio_range: Sequence[float]):
+  """Samples one Inception-style crop box of an image of `image_shape`.
+
+  Args:
+    image_shape: int32 `(3,)`, `(height, width, channels)` of the frames.
+    seed: int `(2,)` stateless seed; equal seeds give equal boxes.
+    min_crop_area: smallest fraction of the frame's area the box may cover.
+    aspect_ratio_range: (min, max) width / height of the box.
+
+  Returns:
+    `(begin, box_size)`, int32 `(2,)` each: `(y, x)` and `(height, width)`.
+  """
+  begin, box_size, _ = tf.image.stateless_sample_distorted_bounding_box(
+      image_shape,
+      bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
+      seed=seed, min_object_covered=0.0,
+      aspect_ratio_range=list(aspect_ratio_range),
+      area_range=[min_crop_area, 1.0], max_attempts=100,
+      use_image_if_no_bounding_boxes=True)
+  return begin[:2], box_size[:2]
+
+
+def _resize_clip(frames, size: int) -> tf.Tensor:
+  """float32 `(frames, size, size, 3)` in [0, 1] from uint8 or float frames."""
+  frames = tf.image.convert_image_dtype(frames, tf.float32)
+  resized = tf.image.resize(frames, [size, size])
+  return tf.clip_by_value(resized, 0.0, 1.0)
+
+
 def random_resized_crop_clip(frames, seed, *, size: int,
                              min_crop_area: float = 0.3,
                              aspect_ratio_range: Sequence[float] = (3 / 4,
                                                                     4 / 3)
                             ) -> tf.Tensor:
-  """Crops ONE random box out of every frame of a clip and resizes it.
+  """Crops ONE random box out of every frame of a decoded clip and resizes it.
 
   The box (Inception-style) covers `min_crop_area`..1 of the frame's area with
   an aspect ratio in `aspect_ratio_range`; the same box is used for all frames
-  so that motion stays coherent.
+  so that motion stays coherent. For JPEG frames prefer
+  `decode_random_crop_clip`, which samples the same box for the same seed but
+  decodes only the box.
 
   Args:
     frames: `(frames, height, width, 3)`, uint8 or float in [0, 1].
@@ -163,18 +196,47 @@ def random_resized_crop_clip(frames, seed, *, size: int,
   Returns:
     float32 `(frames, size, size, 3)` in [0, 1].
   """
-  frames = tf.image.convert_image_dtype(frames, tf.float32)
-  begin, box_size, _ = tf.image.stateless_sample_distorted_bounding_box(
-      tf.shape(frames)[1:],
-      bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
-      seed=seed, min_object_covered=0.0,
-      aspect_ratio_range=list(aspect_ratio_range),
-      area_range=[min_crop_area, 1.0], max_attempts=100,
-      use_image_if_no_bounding_boxes=True)
-  cropped = tf.slice(frames, tf.concat([[0], begin[:2], [0]], 0),
-                     tf.concat([[-1], box_size[:2], [-1]], 0))
-  resized = tf.image.resize(cropped, [size, size])
-  return tf.clip_by_value(resized, 0.0, 1.0)
+  begin, box_size = _sample_crop_box(tf.shape(frames)[1:], seed,
+                                     min_crop_area, aspect_ratio_range)
+  cropped = tf.slice(frames, tf.concat([[0], begin, [0]], 0),
+                     tf.concat([[-1], box_size, [-1]], 0))
+  return _resize_clip(cropped, size)
+
+
+def decode_random_crop_clip(jpeg_frames, indices, seed, *, size: int,
+                            min_crop_area: float = 0.3,
+                            aspect_ratio_range: Sequence[float] = (3 / 4,
+                                                                   4 / 3)
+                           ) -> tf.Tensor:
+  """Decodes only one random box of the JPEGs at `indices` and resizes it.
+
+  Equals `random_resized_crop_clip(decode_frames(jpeg_frames, indices), seed,
+  ...)` up to JPEG rounding at the box's edges (the box is the same for the
+  same seed), but decodes only the box (`tf.io.decode_and_crop_jpeg`) and
+  converts to float only after cropping. All frames must share the size of
+  `jpeg_frames[0]`, as prepared videos do.
+
+  Args:
+    jpeg_frames: string `(frames,)`, one JPEG per frame.
+    indices: int `(clip_frames,)`, the frames of the clip.
+    seed: int `(2,)` stateless seed; equal seeds give equal boxes.
+    size: output height and width, in pixels.
+    min_crop_area: smallest fraction of the frame's area the box may cover.
+    aspect_ratio_range: (min, max) width / height of the box.
+
+  Returns:
+    float32 `(clip_frames, size, size, 3)` in [0, 1].
+  """
+  jpeg_frames = tf.convert_to_tensor(jpeg_frames)
+  height_width = tf.io.extract_jpeg_shape(jpeg_frames[0])[:2]
+  begin, box_size = _sample_crop_box(tf.concat([height_width, [3]], 0), seed,
+                                     min_crop_area, aspect_ratio_range)
+  crop_window = tf.concat([begin, box_size], 0)  # (y, x, height, width)
+  cropped = tf.map_fn(
+      lambda jpeg: tf.io.decode_and_crop_jpeg(jpeg, crop_window, channels=3),
+      tf.gather(jpeg_frames, indices),
+      fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
+  return _resize_clip(cropped, size)
 
 
 def random_flip_clip(frames, seed) -> tf.Tensor:
@@ -245,9 +307,10 @@ def build_dataset(data_dir: str,
 
   Training: shards are shuffled, read interleaved and records shuffled; each
   clip takes `num_frames` frames `frame_step` apart from a random start
-  (short videos loop, see `sample_frame_indices`), only those JPEGs are
-  decoded, then one random resized crop for the whole clip and (if `flip`) a
-  horizontal flip of the whole clip.
+  (short videos loop, see `sample_frame_indices`); one random resized crop
+  for the whole clip, of which only the box of those JPEGs is decoded
+  (`decode_random_crop_clip`), and (if `flip`) a horizontal flip of the whole
+  clip.
 
   Evaluation: files in manifest order, no shuffling. Each clip is the middle
   window of the video; `eval_clips > 1` takes that many clips centred in equal
@@ -363,9 +426,8 @@ def _train_clip(record, element_seed, num_frames, frame_step, image_size,
   start = tf.random.stateless_uniform([], start_seed, minval=0,
                                       maxval=slack + 1, dtype=tf.int32)
   indices = sample_frame_indices(num_available, num_frames, frame_step, start)
-  frames = decode_frames(clip['jpeg_frames'], indices)
-  video = random_resized_crop_clip(frames, crop_seed, size=image_size,
-                                   min_crop_area=min_crop_area)
+  video = decode_random_crop_clip(clip['jpeg_frames'], indices, crop_seed,
+                                  size=image_size, min_crop_area=min_crop_area)
   if flip:
     video = random_flip_clip(video, flip_seed)
   video = tf.ensure_shape(video, [num_frames, image_size, image_size, 3])
