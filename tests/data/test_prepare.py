@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from tests.local_http import LocalHttpServer, RangeHandler
 from trainer.data import prepare as prepare_lib
+from trainer.data import prepare_settings
 from trainer.data import schema
 from trainer.data import shard_worker
 from trainer.data.synthetic import generate_videos
@@ -117,7 +118,7 @@ def test_short_side_is_a_maximum(tmp_path, size, short_side, expected):
       str(out), source='folder', video_dir=str(videos),
       splits='train:1,test:1', short_side=short_side, workers=1)
   assert manifest['frames']['short_side'] == (
-      prepare_lib.DEFAULT_SHORT_SIDE if short_side is None else short_side)
+      prepare_settings.DEFAULT_SHORT_SIDE if short_side is None else short_side)
   shapes = {tuple(tf.io.decode_jpeg(j).shape)
             for split in manifest['splits'].values()
             for shard in split['shards'] for r in _records(out / shard['file'])
@@ -227,7 +228,7 @@ def test_ucf101_group_split_keeps_groups_apart(videos, www, tmp_path):
                     'test': {'g01', 'g02'}}
   assert manifest['labels'] == ['MovingLeft', 'MovingUp']
   assert manifest['splits']['test']['num_clips'] == 4
-  assert not [p for p in out.rglob('*') if prepare_lib.TMP_MARK in p.name]
+  assert not [p for p in out.rglob('*') if shard_worker.TMP_MARK in p.name]
 
 
 def _unused_port():
@@ -311,7 +312,7 @@ def test_killed_run_resumes_to_identical_output(tmp_path):
     # Wait for a shard's record, written just after the shard: killing on
     # the shard alone may leave no complete shard to resume from.
     while not (killed.exists() and
-               list(killed.glob(f'{prepare_lib.STATE_DIR}/*.tfrecord.json'))):
+               list(killed.glob(f'{shard_worker.STATE_DIR}/*.tfrecord.json'))):
       assert process.poll() is None, 'the run ended before any shard'
       assert time.monotonic() < deadline, 'no shard within 120 s'
       time.sleep(0.01)
@@ -332,7 +333,7 @@ def test_killed_run_resumes_to_identical_output(tmp_path):
   assert _shards(killed) == _shards(whole) and len(_shards(whole)) == 24
   for name in _shards(whole):
     assert _sha256(killed / name) == _sha256(whole / name)
-  assert not [p for p in killed.rglob('*') if prepare_lib.TMP_MARK in p.name]
+  assert not [p for p in killed.rglob('*') if shard_worker.TMP_MARK in p.name]
 
   with pytest.raises(prepare_lib.PrepareError, match='jpeg_quality'):
     prepare_lib.prepare(str(killed), source='folder', video_dir=str(videos),

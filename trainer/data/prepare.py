@@ -28,28 +28,22 @@ import os
 import shutil
 import sys
 
+from absl import app
+from absl import flags
 from absl import logging
 import numpy as np
 import tqdm
 
+# Nothing here imports TensorFlow: `spawn` workers re-import this module.
 from trainer.data import prepare_settings
+from trainer.data import schema
 from trainer.data import shard_worker
 from trainer.data import sources
 from trainer.data import splits as splits_lib
-
-# The names tests and callers use, re-exported from the modules that own them.
-PrepareError = prepare_settings.PrepareError
-SOURCES = prepare_settings.SOURCES
-SPLIT_BY = prepare_settings.SPLIT_BY
-DEFAULT_SPLITS = prepare_settings.DEFAULT_SPLITS
-DEFAULT_SHORT_SIDE = prepare_settings.DEFAULT_SHORT_SIDE
-SYNTHETIC_SIZE = prepare_settings.SYNTHETIC_SIZE
-SYNTHETIC_FRAMES = prepare_settings.SYNTHETIC_FRAMES
-SYNTHETIC_FPS = prepare_settings.SYNTHETIC_FPS
-FORMAT = prepare_settings.FORMAT
-STATE_DIR = shard_worker.STATE_DIR
-TMP_MARK = shard_worker.TMP_MARK
-prepare_shard = shard_worker.prepare_shard
+from trainer.data import synthetic
+from trainer.data.prepare_settings import (PrepareError, SYNTHETIC_FPS,
+                                           SYNTHETIC_FRAMES, SYNTHETIC_SIZE)
+from trainer.data.shard_worker import STATE_DIR, TMP_MARK
 
 
 def prepare(output_dir: str, source: str = 'synthetic',
@@ -68,8 +62,9 @@ def prepare(output_dir: str, source: str = 'synthetic',
 
   Args: as the flags of the same names; None picks the per-source default
     (`splits`: DEFAULT_SPLITS; `short_side`: DEFAULT_SHORT_SIDE, the largest
-    short side in px, never upscaling, 0 keeps every size; `num_classes`: 4 synthetic, else all; `fps`: source rate;
-    `workers`: os.cpu_count(); `synthetic_dir`: `output_dir/source_videos`).
+    short side in px, never upscaling, 0 keeps every size; `num_classes`:
+    4 synthetic, else all; `fps`: source rate; `workers`: os.cpu_count();
+    `synthetic_dir`: `output_dir/source_videos`).
 
   With `workers > 1` shards run in a `spawn` pool, which re-imports the
   caller's main module: a calling script needs `if __name__ == '__main__':`.
@@ -94,7 +89,7 @@ def prepare(output_dir: str, source: str = 'synthetic',
     _generate_synthetic(settings, plan)
   results = _run_jobs(plan['jobs'], settings['workers'], output_dir)
   manifest = _manifest(settings, plan, results)
-  shard_worker.write_atomically(os.path.join(output_dir, _manifest_name()),
+  shard_worker.write_atomically(os.path.join(output_dir, schema.MANIFEST_NAME),
                                shard_worker.dumps(manifest))
   _log_summary(manifest)
   return manifest
@@ -105,7 +100,7 @@ def prepare(output_dir: str, source: str = 'synthetic',
 
 def _plan(settings: dict) -> dict:
   """Lists, selects, splits and cuts shards; raises PrepareError early."""
-  prepare_settings.check_previous(settings, _manifest_name())
+  prepare_settings.check_previous(settings, schema.MANIFEST_NAME)
   try:
     listing, root = _list_source(settings)
     classes = splits_lib.select_classes(
@@ -129,7 +124,6 @@ def _plan(settings: dict) -> dict:
       raise PrepareError(f'split {split!r} gets no videos; check --splits, '
                          '--split_by and --fold.')
   label_index = {label: i for i, label in enumerate(classes)}
-  from trainer.data import schema  # pylint: disable=g-import-not-at-top
   jobs, layout = [], {}
   for split, videos in by_split.items():
     videos = list(videos)
@@ -163,7 +157,6 @@ def _list_source(settings):
   if source == 'folder':
     return sources.list_folder(settings['video_dir']), settings['video_dir']
   # Synthetic: the listing is known before generating; generated later.
-  from trainer.data import synthetic  # pylint: disable=g-import-not-at-top
   counts = splits_lib.parse_splits(settings['splits'])
   num = settings['num_classes']
   if not isinstance(num, int) or not 2 <= num <= len(synthetic.CLASS_NAMES):
@@ -186,7 +179,6 @@ def _synthetic_root(settings) -> str:
 
 
 def _generate_synthetic(settings, plan):
-  from trainer.data import synthetic  # pylint: disable=g-import-not-at-top
   root = _synthetic_root(settings)
   names = [v[0] for job in plan['jobs'] for v in job['videos']]
   if all(os.path.exists(os.path.join(root, n)) for n in names):
@@ -261,7 +253,7 @@ def _manifest(settings, plan, results) -> dict:
         'num_clips': sum(s['num_clips'] for s in shards), 'shards': shards,
         'num_frames': sum(by_file[n]['num_frames'] for n in names)}
   return {
-      'format': FORMAT,
+      'format': prepare_settings.FORMAT,
       'labels': plan['labels'],
       'splits': split_entries,
       # short_side is a maximum: videos with a smaller short side keep it.
@@ -288,12 +280,6 @@ def _log_summary(manifest) -> None:
                or 'none')
 
 
-def _manifest_name() -> str:
-  from trainer.data import schema  # pylint: disable=g-import-not-at-top
-  return schema.MANIFEST_NAME
-
-
-
 def _remove_stale(output_dir: str) -> None:
   """Deletes `*.tmp-*` files and folders a killed run left behind."""
   for folder in (output_dir, os.path.join(output_dir, STATE_DIR)):
@@ -311,9 +297,8 @@ def _remove_stale(output_dir: str) -> None:
 
 def _define_flags():
   """Defines the flags; called by `run` only, so importing defines none."""
-  from absl import flags  # pylint: disable=g-import-not-at-top
   f = flags
-  f.DEFINE_enum('source', 'synthetic', SOURCES, 'Where videos come from.')
+  f.DEFINE_enum('source', 'synthetic', prepare_settings.SOURCES, 'Where videos come from.')
   f.DEFINE_string('output_dir', None, 'Folder for shards and manifest.json.')
   f.mark_flag_as_required('output_dir')
   f.DEFINE_string('video_dir', None,
@@ -327,7 +312,7 @@ def _define_flags():
                   'Videos per class per split, seeded. Default train:48,'
                   'test:16 for synthetic (learnable, honest test), else '
                   'train:30,test:20. Ignored with --split_by=group.')
-  f.DEFINE_enum('split_by', 'count', SPLIT_BY,
+  f.DEFINE_enum('split_by', 'count', prepare_settings.SPLIT_BY,
                 'count: --splits per class; group: official UCF101 fold, '
                 'no group in two splits.')
   f.DEFINE_integer('fold', 1, '--split_by=group: UCF101 fold 1..3.')
@@ -362,7 +347,6 @@ def _define_flags():
 
 def main(argv):
   del argv
-  from absl import flags  # pylint: disable=g-import-not-at-top
   values = {name: flags.FLAGS[name].value for name in _FLAG_NAMES}
   values['fps'] = values['fps'] or None
   values['synthetic_size'] = tuple(int(v) for v in values['synthetic_size'])
@@ -380,7 +364,6 @@ _FLAG_NAMES = ('source', 'output_dir', 'video_dir', 'ucf101_url',
 
 
 def run():
-  from absl import app  # pylint: disable=g-import-not-at-top
   _define_flags()
   app.run(main)
 
