@@ -126,22 +126,6 @@ def test_short_side_is_a_maximum(tmp_path, size, short_side, expected):
   assert shapes == {(*expected, 3)}
 
 
-@pytest.mark.parametrize('announced', [None, (1000, 1000), (10, 10)])
-@pytest.mark.parametrize('size, short_side', [((120, 160), 256),
-                                              ((240, 320), 128)])
-def test_capped_decode_ignores_a_wrong_announced_size(tmp_path, monkeypatch,
-                                                      announced, size,
-                                                      short_side):
-  generate_videos(str(tmp_path), num_classes=2, videos_per_class=1,
-                  num_frames=8, size=size)
-  path = str(tmp_path / 'moving_left/moving_left_0000.avi')
-  monkeypatch.setattr(shard_worker, '_probe_size', lambda path: announced)
-  frames = shard_worker.decode_capped(path, None, short_side, 1)
-  wanted = None if min(size) <= short_side else short_side
-  np.testing.assert_array_equal(
-      frames, decode_video(path, short_side=wanted).frames)
-
-
 def test_folder_bad_inputs_are_skipped_with_reasons(videos, tmp_path, caplog):
   tree = tmp_path / 'tree'
   for label in ('moving_left', 'moving_right'):

@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
+from trainer.data.synthetic import generate_videos
 from trainer.data.video_decode import decode_video
 from trainer.data.video_decode import DecodedVideo
 from trainer.data.video_decode import resized_shape
@@ -211,3 +212,18 @@ def test_bad_arguments_name_themselves(tmp_path, argument, value):
   path = _write_avi(tmp_path / 'ok.avi', _numbered_frames(2))
   with pytest.raises(ValueError, match=f'{argument}={value!r}'):
     decode_video(path, **{argument: value})
+
+
+@pytest.mark.parametrize('size, short_side, expected', [
+    ((120, 160), 256, (120, 160)),   # smaller: kept, never upscaled
+    ((240, 320), 128, (128, 171)),   # larger: downscaled
+    ((120, 160), 120, (120, 160)),
+])
+def test_short_side_as_maximum(tmp_path, size, short_side, expected):
+  generate_videos(str(tmp_path), num_classes=2, videos_per_class=1,
+                  num_frames=8, size=size)
+  path = str(tmp_path / 'moving_left/moving_left_0000.avi')
+  video = decode_video(path, short_side=short_side, upscale=False)
+  assert video.frames.shape[1:3] == expected
+  if expected == size:
+    np.testing.assert_array_equal(video.frames, decode_video(path).frames)

@@ -86,39 +86,12 @@ def decode_capped(path: str, fps: float | None, short_side: int | None,
   """RGB frames `(frames, height, width, 3)`, short side at most `short_side`.
 
   A video whose short side exceeds `short_side` px is downscaled to it
-  (aspect kept, as `video_decode.resized_shape` rounds); a smaller one keeps
-  its size: upscaling adds bytes, not information. None keeps every size.
+  (aspect kept); a smaller one keeps its size: upscaling adds bytes, not
+  information. None keeps every size.
   """
-  options = {'fps': fps, 'min_frames': min_frames}
-  if short_side is None:
-    return video_decode.decode_video(path, **options).frames
-  size = _probe_size(path)
-  if size is not None and min(size) > short_side:
-    video = video_decode.decode_video(path, short_side=short_side, **options)
-    if min(video.source_size) >= short_side:
-      return video.frames
-    # The container announced a larger size than it decodes to: redo.
-  frames = video_decode.decode_video(path, **options).frames
-  height, width = frames.shape[1:3]
-  if min(height, width) <= short_side:
-    return frames
-  new_height, new_width = video_decode.resized_shape(height, width, short_side)
-  return np.stack([cv2.resize(frame, (new_width, new_height),
-                              interpolation=cv2.INTER_AREA)
-                   for frame in frames])
-
-
-def _probe_size(path: str) -> tuple[int, int] | None:
-  """`(height, width)` the container announces, or None when unknown."""
-  capture = cv2.VideoCapture(os.fspath(path), cv2.CAP_FFMPEG)
-  try:
-    if not capture.isOpened():
-      return None
-    height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
-    width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH) or 0)
-  finally:
-    capture.release()
-  return (height, width) if height > 0 and width > 0 else None
+  return video_decode.decode_video(path, fps=fps, short_side=short_side,
+                                   min_frames=min_frames,
+                                   upscale=False).frames
 
 
 def _decode(job, name):

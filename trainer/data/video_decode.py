@@ -71,7 +71,8 @@ class DecodedVideo:
 def decode_video(path: str,
                  fps: Optional[float] = None,
                  short_side: Optional[int] = None,
-                 min_frames: int = 1) -> DecodedVideo:
+                 min_frames: int = 1,
+                 upscale: bool = True) -> DecodedVideo:
   """Decodes a video file into RGB frames.
 
   Args:
@@ -84,6 +85,8 @@ def decode_video(path: str,
       aspect ratio (the other side rounded to the nearest pixel, at least 1).
       None keeps the source size.
     min_frames: Fewest frames, after temporal reduction, a usable video has.
+    upscale: False makes `short_side` a maximum: frames whose short side is
+      already at most `short_side` keep their size.
 
   Returns:
     A `DecodedVideo` with `frames` of shape `(frames, height, width, 3)`.
@@ -111,7 +114,7 @@ def decode_video(path: str,
     announced = int(_finite_positive(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
     keep_fps = fps if fps and source_fps and fps < source_fps else None
     kept, kept_indices, decoded, source_size = _read_frames(
-        capture, source_fps, keep_fps, short_side)
+        capture, source_fps, keep_fps, short_side, upscale)
   finally:
     capture.release()
 
@@ -153,7 +156,7 @@ def resized_shape(height: int, width: int, short_side: int) -> Tuple[int, int]:
   return max(1, math.floor(height * scale + 0.5)), short_side
 
 
-def _read_frames(capture, source_fps, keep_fps, short_side):
+def _read_frames(capture, source_fps, keep_fps, short_side, upscale):
   """Reads frames until the stream ends, keeping the ones `keep_fps` wants.
 
   Returns:
@@ -182,17 +185,20 @@ def _read_frames(capture, source_fps, keep_fps, short_side):
       if index != wanted:
         continue
       next_output += 1
-    kept.append(_to_rgb(frame_bgr, short_side))
+    kept.append(_to_rgb(frame_bgr, short_side, upscale))
     kept_indices.append(index)
   return kept, kept_indices, decoded, source_size
 
 
-def _to_rgb(frame_bgr: np.ndarray, short_side: Optional[int]) -> np.ndarray:
+def _to_rgb(frame_bgr: np.ndarray, short_side: Optional[int],
+            upscale: bool) -> np.ndarray:
   """BGR `(height, width, 3)` -> RGB, resized to `short_side` if given."""
   frame = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
   if short_side is None:
     return frame
   height, width = frame.shape[:2]
+  if not upscale and min(height, width) <= short_side:
+    return frame
   new_height, new_width = resized_shape(height, width, short_side)
   if (new_height, new_width) == (height, width):
     return frame
