@@ -285,25 +285,29 @@ def test_same_seed_repeats_and_other_seed_differs(prepared):
 
 
 @pytest.mark.parametrize('training', [False, True])
-@pytest.mark.parametrize('shard_lengths', [[[3, 3], [3], [3, 3], [3]],
-                                           [[3, 3, 3, 3, 3]]])
+@pytest.mark.parametrize('shard_lengths, num_pipelines', [
+    ([[3, 3], [3], [3, 3], [3]], 2),   # by file
+    ([[3, 3, 3, 3, 3]], 2),            # by record: one file
+    ([[3, 3], [3], [3, 3]], 4),        # by record: fewer files than pipelines
+])
 def test_input_pipelines_read_disjoint_parts(tmp_path, training,
-                                             shard_lengths):
+                                             shard_lengths, num_pipelines):
   data_dir = _write_prepared(tmp_path, shard_lengths)
   seen = []
-  for pipeline_id in range(2):
+  for pipeline_id in range(num_pipelines):
     context = tf.distribute.InputContext(
-        num_input_pipelines=2, input_pipeline_id=pipeline_id,
-        num_replicas_in_sync=2)
+        num_input_pipelines=num_pipelines, input_pipeline_id=pipeline_id,
+        num_replicas_in_sync=num_pipelines)
     dataset = pipeline.build_dataset(
         data_dir, 'train', training=training, batch_size=4, num_frames=2,
         frame_step=1, image_size=8, seed=0, input_context=context,
         drop_remainder=False)
     assert dataset.element_spec[1].shape.as_list() == [None]
     _, labels = _collect(dataset)
-    assert max(len(l) for l, _ in dataset) == 2  # per-replica batch
-    seen.append(set(labels.tolist()))
-  assert not seen[0] & seen[1]
-  assert seen[0] | seen[1] == set(range(sum(len(s) for s in shard_lengths)))
+    assert max(len(l) for l, _ in dataset) == 4 // num_pipelines
+    seen.append(labels.tolist())
+  # Every clip exactly once across the pipelines: disjoint and complete.
+  everything = [label for labels in seen for label in labels]
+  assert sorted(everything) == list(range(sum(map(len, shard_lengths))))
   if len(shard_lengths) == 4:  # by file: shards 0 and 2 go to pipeline 0
-    assert seen[0] == {0, 1, 3, 4}
+    assert set(seen[0]) == {0, 1, 3, 4}

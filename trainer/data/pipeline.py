@@ -378,15 +378,19 @@ def build_dataset(data_dir: str,
   else:
     num_clips = sum(s['num_clips'] for s in shards)
 
-  if training:
+  if shard_records:
+    # Every pipeline must see the records in the same order before taking
+    # its share, or shares overlap and clips are lost: no file shuffle or
+    # interleave here; the record shuffle below randomises the order.
+    records = files.flat_map(tf.data.TFRecordDataset).shard(num_pipelines,
+                                                            pipeline_id)
+  elif training:
     files = files.shuffle(len(shards), seed=seed, reshuffle_each_iteration=True)
     records = files.interleave(
         tf.data.TFRecordDataset, cycle_length=min(len(shards), 8),
         num_parallel_calls=AUTOTUNE, deterministic=deterministic)
   else:
     records = files.flat_map(tf.data.TFRecordDataset)
-  if shard_records:
-    records = records.shard(num_pipelines, pipeline_id)
   if num_clips is not None:
     records = records.apply(tf.data.experimental.assert_cardinality(num_clips))
 
