@@ -86,7 +86,7 @@ def test_read_manifest_and_label_names(prepared):
 
 
 @pytest.mark.parametrize('problem', ['no_dir', 'no_manifest', 'no_split',
-                                     'no_shard'])
+                                     'no_shard', 'bad_manifest'])
 def test_missing_inputs_name_path_and_fix(tmp_path, problem):
   data_dir = _write_prepared(tmp_path / 'd', [[3], [3]])
   expected = data_dir
@@ -98,6 +98,10 @@ def test_missing_inputs_name_path_and_fix(tmp_path, problem):
   elif problem == 'no_shard':
     expected = os.path.join(data_dir, schema.shard_name('train', 1, 2))
     os.remove(expected)
+  elif problem == 'bad_manifest':
+    expected = os.path.join(data_dir, schema.MANIFEST_NAME)
+    with open(expected, 'w') as f:
+      f.write('{"labels": [')  # cut short, as by a full disk
   split = 'validation' if problem == 'no_split' else 'train'
   with pytest.raises(ValueError) as error:
     pipeline.build_dataset(data_dir, split, training=True, batch_size=1)

@@ -47,7 +47,11 @@ def read_manifest(data_dir: str) -> dict[str, Any]:
   if not tf.io.gfile.exists(path):
     raise _prepare_error(f'No manifest at {path!r}', data_dir)
   with tf.io.gfile.GFile(path, 'r') as f:
-    manifest = json.load(f)
+    try:
+      manifest = json.load(f)
+    except json.JSONDecodeError as error:
+      raise _prepare_error(f'Manifest {path!r} is not valid JSON ({error})',
+                           data_dir) from error
   for key in ('labels', 'splits'):
     if key not in manifest:
       raise _prepare_error(f'Manifest {path!r} lacks the key {key!r}', data_dir)

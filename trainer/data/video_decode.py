@@ -114,7 +114,7 @@ def decode_video(path: str,
     announced = int(_finite_positive(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
     keep_fps = fps if fps and source_fps and fps < source_fps else None
     kept, kept_indices, decoded, source_size = _read_frames(
-        capture, source_fps, keep_fps, short_side, upscale)
+        capture, path, source_fps, keep_fps, short_side, upscale)
   finally:
     capture.release()
 
@@ -156,7 +156,7 @@ def resized_shape(height: int, width: int, short_side: int) -> Tuple[int, int]:
   return max(1, math.floor(height * scale + 0.5)), short_side
 
 
-def _read_frames(capture, source_fps, keep_fps, short_side, upscale):
+def _read_frames(capture, path, source_fps, keep_fps, short_side, upscale):
   """Reads frames until the stream ends, keeping the ones `keep_fps` wants.
 
   Returns:
@@ -177,6 +177,11 @@ def _read_frames(capture, source_fps, keep_fps, short_side, upscale):
     decoded += 1
     if index == 0:
       source_size = (int(frame_bgr.shape[0]), int(frame_bgr.shape[1]))
+    elif frame_bgr.shape[:2] != source_size:
+      raise VideoDecodeError(
+          path, 'frame size changes',
+          f'frame {index} is {frame_bgr.shape[1]}x{frame_bgr.shape[0]} after '
+          f'{source_size[1]}x{source_size[0]}')
     if keep_fps:
       # The output timestamp k / keep_fps lands nearest source frame
       # floor(k * source_fps / keep_fps + 0.5); keep_fps < source_fps makes
