@@ -100,7 +100,7 @@ def prepare(output_dir: str, source: str = 'synthetic',
 
 def _plan(settings: dict) -> dict:
   """Lists, selects, splits and cuts shards; raises PrepareError early."""
-  prepare_settings.check_previous(settings, schema.MANIFEST_NAME)
+  prepare_settings.check_previous(settings)
   try:
     listing, root = _list_source(settings)
     classes = splits_lib.select_classes(
@@ -166,7 +166,7 @@ def _list_source(settings):
   entries = [sources.VideoEntry(f'{c}/{c}_{i:04d}.avi', c)
              for c in synthetic.CLASS_NAMES[:num]
              for i in range(sum(counts.values()))]
-  return sources.Listing(sorted(entries, key=lambda e: (e.label, e.name))), (
+  return sources.Listing(sorted(entries, key=sources.entry_sort_key)), (
       _synthetic_root(settings))
 
 

@@ -9,6 +9,7 @@ Errors name the argument, the value, what is allowed and the flag to fix.
 import json
 import os
 
+from trainer.data import schema
 from trainer.data import shard_worker
 
 SOURCES = ('synthetic', 'folder', 'ucf101')
@@ -105,12 +106,11 @@ def output_settings(settings: dict) -> dict:
   return {k: v for k, v in settings.items() if k not in _NOT_OUTPUT}
 
 
-def check_previous(settings: dict, manifest_name: str) -> None:
+def check_previous(settings: dict) -> None:
   """Refuses an output_dir prepared (or begun) with other settings.
 
   Args:
     settings: as `check_settings` returns them.
-    manifest_name: file name of the manifest in `output_dir`.
 
   Raises:
     PrepareError: the manifest or `.prepare/settings.json` in `output_dir`
@@ -118,7 +118,7 @@ def check_previous(settings: dict, manifest_name: str) -> None:
   """
   wanted = json.loads(shard_worker.dumps(output_settings(settings)))
   out = settings['output_dir']
-  for path, key in ((os.path.join(out, manifest_name), 'settings'),
+  for path, key in ((os.path.join(out, schema.MANIFEST_NAME), 'settings'),
                     (os.path.join(out, shard_worker.STATE_DIR,
                                   SETTINGS_NAME), None)):
     if not os.path.exists(path):

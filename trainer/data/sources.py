@@ -133,7 +133,7 @@ def list_folder(video_dir: str | os.PathLike,
         f'video_dir={str(root)!r} has class folders but no videos with an '
         f'extension in {extensions}; {layout}. Add videos, or pass their '
         'extension in `extensions`.')
-  listing = Listing(sorted(entries, key=_entry_key), sorted(skipped))
+  listing = Listing(sorted(entries, key=entry_sort_key), sorted(skipped))
   logging.info('Listed %d videos in %d classes under %s (%d skipped)',
                len(listing.entries), len(listing.labels), root,
                len(listing.skipped))
@@ -250,7 +250,7 @@ class Ucf101Archive:
       else:
         entries.append(VideoEntry(info.filename, parts[-2],
                                   parse_group(parts[-1])))
-    listing = Listing(sorted(entries, key=_entry_key), sorted(skipped))
+    listing = Listing(sorted(entries, key=entry_sort_key), sorted(skipped))
     logging.info('Listed %d videos in %d classes in %s (%d skipped)',
                  len(listing.entries), len(listing.labels), self.url,
                  len(listing.skipped))
@@ -297,7 +297,8 @@ class Ucf101Archive:
         out.write(chunk)
 
 
-def _entry_key(entry: VideoEntry) -> tuple[str, str]:
+def entry_sort_key(entry: VideoEntry) -> tuple[str, str]:
+  """The order of every listing and split: by class, then by name."""
   return entry.label, entry.name
 
 

@@ -20,7 +20,7 @@ import random
 import re
 from typing import Iterable
 
-from trainer.data.sources import VideoEntry
+from trainer.data.sources import VideoEntry, entry_sort_key
 
 UCF101_FOLDS = (1, 2, 3)
 GROUPS_PER_TEST_FOLD = 7
@@ -215,5 +215,5 @@ def _format_counts(counts: dict[str, int]) -> str:
 
 
 def _sorted(entries: Iterable[VideoEntry]) -> list[VideoEntry]:
-  return sorted(entries, key=lambda e: (e.label, e.name))
+  return sorted(entries, key=entry_sort_key)
 
