@@ -9,9 +9,6 @@ import tensorflow as tf
 from trainer.data import schema
 from trainer.data import tfrecord_writer
 
-KEYS = (schema.LABEL_INDEX_KEY, schema.LABEL_TEXT_KEY, schema.FILENAME_KEY,
-        schema.IMAGE_KEY)
-
 
 def _jpegs(count, seed=0):
   rng = np.random.default_rng(seed)
@@ -63,7 +60,7 @@ def test_sequence_example_equals_deterministic_protobuf(label_index,
                                                         frames):
   jpegs = _jpegs(frames)
   record = tfrecord_writer.encode_sequence_example(
-      KEYS, label_index, label_text, filename, jpegs)
+      label_index, label_text, filename, jpegs)
   reference = tf.train.SequenceExample.FromString(
       schema.encode_clip(jpegs, label_index, label_text, filename))
   assert record == reference.SerializeToString(deterministic=True)
@@ -77,7 +74,7 @@ def test_written_file_is_read_by_parse_clip(tmp_path, label_index, label_text,
   path = tmp_path / 'clip.tfrecord'
   path.write_bytes(tfrecord_writer.tfrecord_frame(
       tfrecord_writer.encode_sequence_example(
-          KEYS, label_index, label_text, filename, jpegs)) * 2)
+          label_index, label_text, filename, jpegs)) * 2)
   records = list(tf.data.TFRecordDataset(str(path)))
   assert len(records) == 2
   clip = schema.parse_clip(records[1])

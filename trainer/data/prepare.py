@@ -142,9 +142,7 @@ def _plan(settings: dict) -> dict:
                      for e in videos[start:stop]],
           'fps': settings['fps'], 'short_side': settings['short_side'] or None,
           'min_frames': settings['min_frames'],
-          'jpeg_quality': settings['jpeg_quality'],
-          'keys': (schema.LABEL_INDEX_KEY, schema.LABEL_TEXT_KEY,
-                   schema.FILENAME_KEY, schema.IMAGE_KEY)})
+          'jpeg_quality': settings['jpeg_quality']})
   return {'labels': classes, 'jobs': jobs, 'layout': layout,
           'listing_skipped': listing.skipped}
 

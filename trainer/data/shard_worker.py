@@ -30,8 +30,7 @@ def prepare_shard(job: dict) -> dict:
   Args:
     job: one entry of the plan `prepare` builds: `file`, `output_dir`,
       `source`, `root`, `url`, `videos` (`[(name, label, index)]`), `fps`,
-      `short_side` (a maximum in px, or None), `min_frames`, `jpeg_quality`,
-      `keys` (the `schema` feature keys, as `encode_sequence_example` takes).
+      `short_side` (a maximum in px, or None), `min_frames`, `jpeg_quality`.
 
   Returns:
     `{file, num_clips, num_frames, num_videos, sha256, skipped}`, also
@@ -53,7 +52,7 @@ def prepare_shard(job: dict) -> dict:
                for frame in frames]
       f.write(tfrecord_writer.tfrecord_frame(
           tfrecord_writer.encode_sequence_example(
-              job['keys'], index, label, name, jpegs)))
+              index, label, name, jpegs)))
       num_clips += 1
       num_frames += len(jpegs)
     f.flush()

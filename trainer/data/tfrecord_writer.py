@@ -5,7 +5,7 @@ Preparation workers write shards with this module instead of
 process, and its protobuf serializes map fields in an order that changes from
 process to process, which would break byte-identical reruns.
 
-  record = encode_sequence_example(keys, 2, 'moving_up', 'a/b.avi', jpegs)
+  record = encode_sequence_example(2, 'moving_up', 'a/b.avi', jpegs)
   with open(path, 'wb') as f:
     f.write(tfrecord_frame(record))
 
@@ -16,9 +16,11 @@ checks both.
 
 import functools
 import struct
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import numpy as np
+
+from trainer.data import schema
 
 # CRC-32C (Castagnoli) polynomial, bit-reversed.
 _CASTAGNOLI = 0x82F63B78
@@ -28,8 +30,7 @@ _MASK_DELTA = 0xA282EAD8
 _SMALL = 1024
 
 
-def encode_sequence_example(keys: Sequence[str], label_index: int,
-                            label_text: str, filename: str,
+def encode_sequence_example(label_index: int, label_text: str, filename: str,
                             jpegs: Iterable[bytes]) -> bytes:
   """One clip as a serialized `tf.train.SequenceExample`.
 
@@ -37,9 +38,6 @@ def encode_sequence_example(keys: Sequence[str], label_index: int,
   `deterministic=True` (context map keys sorted).
 
   Args:
-    keys: `(label index, label text, filename, image)` feature keys, i.e.
-      `schema.LABEL_INDEX_KEY, LABEL_TEXT_KEY, FILENAME_KEY, IMAGE_KEY`
-      (passed in so workers need not import `schema`, which imports TF).
     label_index: class index, an int64 context feature.
     label_text: class name, a UTF-8 bytes context feature.
     filename: video name relative to the source root, UTF-8 bytes.
@@ -49,7 +47,9 @@ def encode_sequence_example(keys: Sequence[str], label_index: int,
   Returns:
     The serialized protobuf.
   """
-  index_key, text_key, file_key, image_key = keys
+  index_key, text_key, file_key, image_key = (
+      schema.LABEL_INDEX_KEY, schema.LABEL_TEXT_KEY, schema.FILENAME_KEY,
+      schema.IMAGE_KEY)
   context = {
       index_key: _field(3, _field(1, _varint(label_index))),  # int64_list
       text_key: _bytes_feature([label_text.encode('utf-8')]),
