@@ -38,6 +38,7 @@ setuptools.setup(
         "console_scripts": [
             "movinet-demo=trainer.demo:run",
             "movinet-prepare=trainer.data.prepare:run",
+            "movinet-train=trainer.main:run",
         ],
     },
 )

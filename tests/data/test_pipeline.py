@@ -315,3 +315,40 @@ def test_input_pipelines_read_disjoint_parts(tmp_path, training,
   assert sorted(everything) == list(range(sum(map(len, shard_lengths))))
   if len(shard_lengths) == 4:  # by file: shards 0 and 2 go to pipeline 0
     assert set(seen[0]) == {0, 1, 3, 4}
+
+
+@pytest.mark.parametrize('deterministic', [True, False])
+def test_an_epoch_is_fixed_and_skip_steps_resumes_it(tmp_path, deterministic):
+  # Labels are unique per clip: a resumed epoch must hold exactly the clips
+  # not yet trained on, each with the augmentation it had in the full epoch.
+  data_dir = _write_prepared(tmp_path, [[6] * 6, [6] * 6, [6] * 4])
+  build = lambda epoch, skip_steps=0: pipeline.build_dataset(
+      data_dir, 'train', training=True, batch_size=2, num_frames=2,
+      frame_step=2, image_size=SIZE, seed=7, epoch=epoch,
+      skip_steps=skip_steps, deterministic=deterministic, shuffle_buffer=4)
+  full = build(epoch=3)
+  first, again = _collect(full), _collect(full)  # iterating twice: the same
+  np.testing.assert_array_equal(first[1], again[1])
+  assert sorted(first[1].tolist()) == list(range(16))
+  assert _collect(build(epoch=4))[1].tolist() != first[1].tolist()
+  rest = _collect(build(epoch=3, skip_steps=3))
+  if deterministic:
+    np.testing.assert_array_equal(rest[1], first[1][6:])
+    np.testing.assert_array_equal(rest[0], first[0][6:])
+  else:  # the decoding order may vary; the clips and their crops may not
+    assert sorted(rest[1].tolist()) == sorted(first[1][6:].tolist())
+    by_label = dict(zip(first[1].tolist(), first[0]))
+    for video, label in zip(*rest):
+      np.testing.assert_array_equal(video, by_label[label])
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(skip_steps=2), 'needs an `epoch`'),
+    (dict(epoch=0, seed=None), 'needs training=True and a seed'),
+    (dict(epoch=0, training=False), 'needs training=True and a seed'),
+    (dict(epoch=-1), 'must be >= 0'),
+])
+def test_resume_arguments_are_checked(prepared, kwargs, message):
+  arguments = dict(training=True, batch_size=2, seed=1) | kwargs
+  with pytest.raises(ValueError, match=message):
+    pipeline.build_dataset(prepared, 'train', **arguments)

@@ -306,7 +306,9 @@ def build_dataset(data_dir: str,
                   flip: bool = True,
                   input_context: Optional[tf.distribute.InputContext] = None,
                   shuffle_buffer: int = 256,
-                  drop_remainder: Optional[bool] = None) -> tf.data.Dataset:
+                  drop_remainder: Optional[bool] = None,
+                  epoch: Optional[int] = None,
+                  skip_steps: int = 0) -> tf.data.Dataset:
   """Batches of `(video, label)` from a prepared directory; one pass, no repeat.
 
   Training: shards are shuffled, read interleaved and records shuffled; each
@@ -345,6 +347,15 @@ def build_dataset(data_dir: str,
       by file across input pipelines (by record if there are fewer files).
     shuffle_buffer: records in the training shuffle buffer.
     drop_remainder: drop the last partial batch; defaults to `training`.
+    epoch: training only: makes the dataset epoch `epoch` of a resumable run.
+      Shuffles and augmentation are seeded from `(seed, epoch)` and do not
+      change between iterations, and records are read in a fixed order, so
+      the same epoch always holds the same clips in the same batches (their
+      order within a batch also fixed if `deterministic`). Needs a `seed`.
+    skip_steps: training only: start `skip_steps` global batches into the
+      epoch, skipping their records before any decoding (resuming after
+      preemption). Each clip keeps its own augmentation seed, so the clips
+      after the skip equal those of an epoch read from its start.
 
   Returns:
     A dataset of `(video, label)`: video float32 in [0, 1],
@@ -358,6 +369,8 @@ def build_dataset(data_dir: str,
   """
   _check_arguments(batch_size, num_frames, frame_step, image_size, eval_clips,
                    shuffle_buffer, eval_resize, min_crop_area)
+  _check_resume_arguments(training, seed, epoch, skip_steps)
+  global_batch_size = batch_size
   shards = _split_shards(data_dir, split)
   if drop_remainder is None:
     drop_remainder = training
@@ -389,24 +402,29 @@ def build_dataset(data_dir: str,
     records = files.flat_map(tf.data.TFRecordDataset).shard(num_pipelines,
                                                             pipeline_id)
   elif training:
-    files = files.shuffle(len(shards), seed=seed, reshuffle_each_iteration=True)
+    files = files.shuffle(len(shards), seed=_epoch_seed(seed, epoch),
+                          reshuffle_each_iteration=epoch is None)
     records = files.interleave(
         tf.data.TFRecordDataset, cycle_length=min(len(shards), 8),
-        num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+        num_parallel_calls=AUTOTUNE,
+        deterministic=deterministic or epoch is not None)
   else:
     records = files.flat_map(tf.data.TFRecordDataset)
   if num_clips is not None:
     records = records.apply(tf.data.experimental.assert_cardinality(num_clips))
 
   if training:
-    records = records.shuffle(shuffle_buffer, seed=seed,
-                              reshuffle_each_iteration=True)
+    records = records.shuffle(shuffle_buffer, seed=_epoch_seed(seed, epoch),
+                              reshuffle_each_iteration=epoch is None)
     # One stateless seed (2,) per element, new each epoch, distinct per
     # pipeline; with a fixed `seed` the whole sequence is reproducible.
-    aug_seed = None if seed is None else seed + pipeline_id
+    aug_seed = _epoch_seed(seed, epoch, pipeline_id)
     seeds = tf.data.Dataset.random(
-        seed=aug_seed, rerandomize_each_iteration=True).batch(2)
-    clips = tf.data.Dataset.zip(records, seeds).map(
+        seed=aug_seed, rerandomize_each_iteration=epoch is None).batch(2)
+    records = tf.data.Dataset.zip(records, seeds)
+    if skip_steps:
+      records = records.skip(skip_steps * (global_batch_size // num_pipelines))
+    clips = records.map(
         lambda record, element_seed: _train_clip(
             record, element_seed, num_frames, frame_step, image_size,
             min_crop_area, flip),
@@ -421,6 +439,28 @@ def build_dataset(data_dir: str,
   options.deterministic = deterministic or not training
   return clips.batch(batch_size, drop_remainder=drop_remainder).prefetch(
       AUTOTUNE).with_options(options)
+
+
+def _check_resume_arguments(training, seed, epoch, skip_steps) -> None:
+  if epoch is None and skip_steps:
+    raise ValueError(f'skip_steps={skip_steps} needs an `epoch`: only an '
+                     'epoch of a resumable run has a fixed order to skip in.')
+  if epoch is not None and (not training or seed is None):
+    raise ValueError(f'epoch={epoch} needs training=True and a seed (got '
+                     f'training={training}, seed={seed}).')
+  if epoch is not None and (epoch < 0 or skip_steps < 0):
+    raise ValueError(f'epoch={epoch} and skip_steps={skip_steps} must be >= 0.')
+
+
+def _epoch_seed(seed: Optional[int], epoch: Optional[int],
+                pipeline_id: int = 0) -> Optional[int]:
+  """A seed for one epoch and input pipeline; `seed` itself for epoch None."""
+  if seed is None:
+    return None
+  if epoch is None:
+    return seed + pipeline_id
+  # Distinct for every (seed, epoch, pipeline) a run can reach; < 2**63.
+  return (seed * 1_000_003 + epoch) * 1_009 + pipeline_id
 
 
 def _train_clip(record, element_seed, num_frames, frame_step, image_size,

@@ -79,7 +79,7 @@ def resolve_checkpoint(source: str, cache_dir: str | None = None) -> str:
       raise ValueError(
           f'source={source!r}: a URL must name a {"/".join(ARCHIVE_SUFFIXES)} '
           'archive; download other files yourself and pass the local path.')
-    cache_dir = _resolve_cache_dir(cache_dir)
+    cache_dir = resolve_cache_dir(cache_dir)
     archive = _download(source, os.path.join(cache_dir, 'downloads'))
     return _resolve_directory(_extract_archive(archive, cache_dir))
   source = os.path.expanduser(source)
@@ -88,14 +88,14 @@ def resolve_checkpoint(source: str, cache_dir: str | None = None) -> str:
   if tf.io.gfile.isdir(source):
     return _resolve_directory(source)
   if _archive_suffix(source) is not None and os.path.isfile(source):
-    cache_dir = _resolve_cache_dir(cache_dir)
+    cache_dir = resolve_cache_dir(cache_dir)
     return _resolve_directory(_extract_archive(source, cache_dir))
   problem = ('does not exist' if not tf.io.gfile.exists(source) else
              'is neither an archive nor a checkpoint prefix')
   raise ValueError(f'source={source!r} {problem}; expected {_ACCEPTED}.')
 
 
-def _resolve_cache_dir(cache_dir: str | None) -> str:
+def resolve_cache_dir(cache_dir: str | None) -> str:
   """Returns `cache_dir`, else `$TRAINER_CACHE_DIR`, else the default."""
   chosen = cache_dir or os.environ.get(CACHE_DIR_ENV) or DEFAULT_CACHE_DIR
   return os.path.abspath(os.path.expanduser(chosen))

@@ -1,0 +1,13 @@
+"""Training: strategy, inputs, model and optimizer, fit, checkpoints, eval.
+
+`run` is the root of a run; importing this package registers the gin
+configurables (`run`, `build_inputs`, `synthetic_data_dir`, `build_model`,
+`build_optimizer`).
+"""
+
+from trainer.training.checkpointing import EXIT_PREEMPTED
+from trainer.training.checkpointing import Preempted
+from trainer.training.loop import run
+from trainer.training.strategies import build_strategy
+from trainer.training.strategies import STRATEGIES
+from trainer.training.strategies import StrategyError

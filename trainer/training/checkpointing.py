@@ -1,0 +1,224 @@
+"""Checkpoints for exact resume after preemption.
+
+A checkpoint holds every variable of the model (weights, BatchNorm
+statistics, dropout seed states), of the optimizer (slots, iteration count),
+the running training metrics of the current epoch, and the run's position:
+the epoch and the steps done in it. The training data of an epoch is a fixed
+sequence (`VideoInputs.train_dataset`), so resuming at that position trains
+on exactly the batches not trained on yet, none twice and none skipped.
+
+Saving: every `every_steps` steps, at each epoch's end, and when SIGTERM
+arrives (how preemptible VMs and TPU VMs announce preemption; the run then
+stops with exit status `EXIT_PREEMPTED`). A SIGKILL therefore loses at most
+`every_steps` steps. TensorFlow writes a checkpoint's files under temporary
+names and then points the `checkpoint` index file at it with an atomic
+rename, so a kill mid-save leaves the previous checkpoint in use. Only the
+last `keep` checkpoints are kept.
+"""
+
+import dataclasses
+import math
+import os
+import signal
+from typing import Optional
+
+from absl import logging
+import keras
+import numpy as np
+import tensorflow as tf
+
+# Exit status of a run stopped by SIGTERM after saving (EX_TEMPFAIL: "try
+# again"); rerunning the same command resumes.
+EXIT_PREEMPTED = 75
+
+CHECKPOINT_DIR = 'checkpoints'
+_PROGRESS_KEYS = ('epoch', 'step_in_epoch', 'best_accuracy')
+
+
+@dataclasses.dataclass
+class Progress:
+  """Where a run stands: `step_in_epoch` steps of `epoch` are done."""
+  steps_per_epoch: int
+  epoch: int = 0
+  step_in_epoch: int = 0
+  best_accuracy: float = -math.inf
+  preempted: bool = False
+
+  @property
+  def global_step(self) -> int:
+    return self.epoch * self.steps_per_epoch + self.step_in_epoch
+
+
+class Preempted(Exception):
+  """SIGTERM arrived; a checkpoint was saved and the run stopped."""
+
+
+class PreemptionWatcher:
+  """Turns SIGTERM into a flag checked between steps, while active."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = None
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    logging.warning('SIGTERM: saving a checkpoint after this step, then '
+                    'stopping (exit status %d).', EXIT_PREEMPTED)
+    self.requested = True
+
+  def __enter__(self):
+    self._previous = signal.signal(signal.SIGTERM, self._handle)
+    return self
+
+  def __exit__(self, *exc_info):
+    signal.signal(signal.SIGTERM, self._previous)
+
+
+def _by_path(variables) -> dict[str, tf.Variable]:
+  """The backing TensorFlow variables of Keras variables, keyed by path."""
+  named = {}
+  for variable in variables:
+    key = variable.path.replace('/', '.')
+    while key in named:
+      key += '_'
+    named[key] = variable.value if hasattr(variable, 'value') else variable
+  return named
+
+
+class TrainingCheckpoint:
+  """The checkpoints in `model_dir/checkpoints` of one model and optimizer."""
+
+  def __init__(self, model_dir: str, keep: int = 3):
+    if keep < 1:
+      raise ValueError(f'run.keep_checkpoints={keep} must be at least 1.')
+    self.directory = os.path.join(model_dir, CHECKPOINT_DIR)
+    self.keep = keep
+    self._manager = None
+    self._progress_variables = None
+    self._metric_variables = []
+
+  def latest(self) -> Optional[str]:
+    """The prefix of the newest checkpoint, or None."""
+    return tf.train.latest_checkpoint(self.directory)
+
+  def read_progress(self, steps_per_epoch: int) -> Progress:
+    """The newest checkpoint's position (the start if there is none)."""
+    progress = Progress(steps_per_epoch)
+    latest = self.latest()
+    if latest:
+      reader = tf.train.load_checkpoint(latest)
+      for key in _PROGRESS_KEYS:
+        value = reader.get_tensor(f'progress/{key}/.ATTRIBUTES/VARIABLE_VALUE')
+        setattr(progress, key, type(getattr(progress, key))(value))
+    return progress
+
+  def attach(self, model: keras.Model, weights_only: bool = False) -> None:
+    """Tracks `model` (and its optimizer and metrics unless `weights_only`);
+    call when their variables exist, e.g. from `on_train_begin`."""
+    objects = {'model': _by_path(model.variables)}
+    if not weights_only:
+      self._metric_variables = list(model.metrics_variables)
+      objects['optimizer'] = _by_path(model.optimizer.variables)
+      objects['metrics'] = _by_path(self._metric_variables)
+      self._progress_variables = {
+          'epoch': tf.Variable(0, dtype=tf.int64, trainable=False),
+          'step_in_epoch': tf.Variable(0, dtype=tf.int64, trainable=False),
+          'best_accuracy': tf.Variable(-math.inf, dtype=tf.float64,
+                                       trainable=False),
+      }
+      objects['progress'] = tf.train.Checkpoint(**self._progress_variables)
+    checkpoint = tf.train.Checkpoint(**objects)
+    self._manager = tf.train.CheckpointManager(
+        checkpoint, self.directory, max_to_keep=self.keep)
+
+  def restore(self, weights_only: bool = False) -> list[np.ndarray]:
+    """Loads the newest checkpoint into the attached objects.
+
+    Returns:
+      The saved values of the epoch's running metrics (to put back after
+      Keras resets them at the epoch's start); empty if `weights_only`.
+
+    Raises:
+      ValueError: the checkpoint does not fit the model (named).
+    """
+    latest = self.latest()
+    status = self._manager.checkpoint.restore(latest)
+    try:
+      if weights_only:
+        status.expect_partial().assert_existing_objects_matched()
+      else:
+        status.assert_existing_objects_matched()
+    except AssertionError as error:
+      raise ValueError(
+          f'Checkpoint {latest} does not fit this model: '
+          f'{str(error).splitlines()[0][:300]}. Use the settings it was '
+          'trained with, or a new --model_dir.') from error
+    logging.info('Restored %s.', latest)
+    return [v.numpy() for v in self._metric_variables]
+
+  def save(self, progress: Progress) -> str:
+    for key in _PROGRESS_KEYS:
+      self._progress_variables[key].assign(getattr(progress, key))
+    path = self._manager.save(checkpoint_number=progress.global_step)
+    level = logging.DEBUG if progress.step_in_epoch else logging.INFO
+    logging.log(level, 'Saved checkpoint %s (epoch %d, step %d of it).', path,
+                progress.epoch, progress.step_in_epoch)
+    return path
+
+
+class CheckpointCallback(keras.callbacks.Callback):
+  """Counts steps into `progress`, saves checkpoints, and stops on SIGTERM.
+
+  Must come first among the callbacks: the others read `progress`.
+  """
+
+  def __init__(self, checkpoint: TrainingCheckpoint, progress: Progress,
+               every_steps: int, watcher: PreemptionWatcher):
+    super().__init__()
+    if every_steps < 1:
+      raise ValueError(f'run.checkpoint_every_steps={every_steps} must be '
+                       'at least 1.')
+    self.checkpoint = checkpoint
+    self.progress = progress
+    self.every_steps = every_steps
+    self.watcher = watcher
+    self._attached = False
+    self._metric_values = []
+
+  def on_train_begin(self, logs=None):
+    if self._attached:
+      return
+    self.checkpoint.attach(self.model)
+    self._attached = True
+    if self.checkpoint.latest():
+      self._metric_values = self.checkpoint.restore()
+
+  def on_epoch_begin(self, epoch, logs=None):
+    # A resumed epoch continues its running metrics where they were saved.
+    if self._metric_values and self.progress.step_in_epoch:
+      for variable, value in zip(self.checkpoint._metric_variables,
+                                 self._metric_values):
+        variable.assign(value)
+    self._metric_values = []
+
+  def on_train_batch_end(self, batch, logs=None):
+    self.progress.step_in_epoch += 1
+    if self.watcher.requested:
+      self._stop()
+    elif self.progress.global_step % self.every_steps == 0:
+      self.checkpoint.save(self.progress)
+
+  def on_epoch_end(self, epoch, logs=None):
+    if self.model.stop_training:
+      return
+    self.progress.epoch += 1
+    self.progress.step_in_epoch = 0
+    self.checkpoint.save(self.progress)
+    if self.watcher.requested:
+      self._stop()
+
+  def _stop(self):
+    if not self.progress.preempted:
+      self.checkpoint.save(self.progress)
+    self.progress.preempted = True
+    self.model.stop_training = True

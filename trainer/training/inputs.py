@@ -1,0 +1,189 @@
+"""The training and evaluation inputs of a run, configured by gin.
+
+`build_inputs` reads a prepared directory's manifest once and makes the
+distributed datasets for each epoch (see `VideoInputs.train_dataset`).
+`synthetic_data_dir` prepares the embedded synthetic dataset into the cache
+on first use, for the quickstart.
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+from typing import Optional
+
+from absl import logging
+import gin
+import tensorflow as tf
+
+from trainer.data import pipeline
+from trainer.data import prepare as prepare_lib
+from trainer.data import schema
+from trainer.model import checkpoint_source
+
+
+@gin.configurable
+def synthetic_data_dir(cache_dir: Optional[str] = None,
+                       num_classes: int = 4) -> str:
+  """Prepares the synthetic dataset once and returns its directory.
+
+  Args:
+    cache_dir: where to keep it; `$TRAINER_CACHE_DIR` (default
+      `~/.cache/movinet-trainer`) if None.
+    num_classes: synthetic motion classes (4 translations; up to 6).
+
+  Returns:
+    `<cache_dir>/synthetic-<num_classes>`, prepared (a rerun reuses it; an
+    interrupted preparation resumes).
+  """
+  cache_dir = checkpoint_source.resolve_cache_dir(cache_dir)
+  data_dir = os.path.join(cache_dir, f'synthetic-{num_classes}')
+  if not tf.io.gfile.exists(os.path.join(data_dir, schema.MANIFEST_NAME)):
+    logging.info('Preparing the synthetic dataset into %s (once).', data_dir)
+    prepare_lib.prepare(data_dir, source='synthetic', num_classes=num_classes,
+                        workers=1)
+  return data_dir
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoInputs:
+  """Where the clips come from and how they are sampled; see `build_inputs`."""
+  data_dir: str
+  label_names: tuple[str, ...]
+  num_train_clips: int
+  dataset_fingerprint: str
+  train_split: str
+  eval_split: str
+  batch_size: int
+  eval_batch_size: int
+  num_frames: int
+  frame_step: int
+  image_size: int
+  eval_clips: int
+  eval_resize: str
+  min_crop_area: float
+  flip: bool
+  shuffle_buffer: int
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.label_names)
+
+  @property
+  def steps_per_epoch(self) -> int:
+    """Training steps per epoch: full global batches (the rest is dropped)."""
+    return self.num_train_clips // self.batch_size
+
+  def train_dataset(self, strategy: tf.distribute.Strategy, *, seed: int,
+                    epoch: int, skip_steps: int = 0, deterministic: bool):
+    """Epoch `epoch` of the training clips as per-replica batches.
+
+    The same `(seed, epoch)` always gives the same clips in the same
+    batches, and `skip_steps` starts that many steps in, so a resumed run
+    trains on exactly the batches an uninterrupted run would.
+    """
+    return strategy.distribute_datasets_from_function(
+        lambda context: pipeline.build_dataset(
+            self.data_dir, self.train_split, training=True,
+            batch_size=self.batch_size, num_frames=self.num_frames,
+            frame_step=self.frame_step, image_size=self.image_size,
+            seed=seed, epoch=epoch, skip_steps=skip_steps,
+            deterministic=deterministic, min_crop_area=self.min_crop_area,
+            flip=self.flip, input_context=context,
+            shuffle_buffer=self.shuffle_buffer))
+
+  def eval_dataset(self, *, split: Optional[str] = None,
+                   eval_clips: Optional[int] = None) -> tf.data.Dataset:
+    """The evaluation split in manifest order, global batches (Keras
+    distributes it); `eval_clips` per video (defaults to the binding)."""
+    dataset = pipeline.build_dataset(
+        self.data_dir, split or self.eval_split, training=False,
+        batch_size=self.eval_batch_size, num_frames=self.num_frames,
+        frame_step=self.frame_step, image_size=self.image_size,
+        eval_clips=eval_clips or self.eval_clips,
+        eval_resize=self.eval_resize)
+    # Every replica's batches come from this one pipeline (no file sharding).
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.OFF)
+    return dataset.with_options(options)
+
+
+def _fingerprint(manifest: dict, split: str) -> str:
+  """Identifies the labels and the training split's shards (by content)."""
+  identity = {'labels': manifest['labels'],
+              'shards': manifest['splits'][split]['shards']}
+  return hashlib.sha256(
+      json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _check_split(manifest: dict, split: str, binding: str,
+                 data_dir: str) -> None:
+  splits = manifest['splits']
+  if split not in splits:
+    raise ValueError(f'{binding}={split!r} is not a split of {data_dir}; it '
+                     f'has {sorted(splits)}.')
+  if not splits[split]['num_clips']:
+    raise ValueError(f'Split {split!r} of {data_dir} has no clips; prepare '
+                     'it again with more videos, or bind '
+                     f'{binding} to another split.')
+
+
+@gin.configurable
+def build_inputs(data_dir: str = gin.REQUIRED,
+                 train_split: str = 'train',
+                 eval_split: str = 'test',
+                 batch_size: int = 8,
+                 eval_batch_size: Optional[int] = None,
+                 num_frames: int = 8,
+                 frame_step: int = 15,
+                 image_size: int = 172,
+                 eval_clips: int = 1,
+                 eval_resize: str = 'crop',
+                 min_crop_area: float = 0.3,
+                 flip: bool = True,
+                 shuffle_buffer: int = 256) -> VideoInputs:
+  """Reads the prepared `data_dir` and fixes how clips are sampled.
+
+  Args:
+    data_dir: a `movinet-prepare --output_dir` (local or gs://), or
+      `@synthetic_data_dir()` for the embedded synthetic dataset.
+    train_split: split trained on.
+    eval_split: split validated on each epoch and evaluated at the end.
+    batch_size: GLOBAL training batch, split over the replicas (clips).
+    eval_batch_size: GLOBAL evaluation batch; `batch_size` if None.
+    num_frames: frames per clip.
+    frame_step: source frames between sampled frames.
+    image_size: clip height and width (pixels).
+    eval_clips: clips per video at evaluation, predictions averaged.
+    eval_resize: 'crop' (centre crop) or 'pad' (fit and pad).
+    min_crop_area: smallest area fraction of a training crop.
+    flip: random horizontal flips in training (turn off when left and right
+      are different classes).
+    shuffle_buffer: records in the training shuffle buffer.
+
+  Raises:
+    ValueError: a missing or unprepared directory, a missing or empty split,
+      or a bad sampling argument (named).
+  """
+  manifest = pipeline.read_manifest(data_dir)
+  _check_split(manifest, train_split, 'build_inputs.train_split', data_dir)
+  _check_split(manifest, eval_split, 'build_inputs.eval_split', data_dir)
+  num_train_clips = manifest['splits'][train_split]['num_clips']
+  if batch_size < 1 or num_train_clips < batch_size:
+    raise ValueError(
+        f'build_inputs.batch_size={batch_size} must be between 1 and the '
+        f'{num_train_clips} clips of split {train_split!r} in {data_dir}.')
+  inputs = VideoInputs(
+      data_dir=data_dir, label_names=tuple(manifest['labels']),
+      num_train_clips=num_train_clips,
+      dataset_fingerprint=_fingerprint(manifest, train_split),
+      train_split=train_split, eval_split=eval_split, batch_size=batch_size,
+      eval_batch_size=eval_batch_size or batch_size, num_frames=num_frames,
+      frame_step=frame_step, image_size=image_size, eval_clips=eval_clips,
+      eval_resize=eval_resize, min_crop_area=min_crop_area, flip=flip,
+      shuffle_buffer=shuffle_buffer)
+  # Sampling arguments are checked where they are used; build one dataset
+  # now so that a bad binding fails before anything is written.
+  inputs.eval_dataset()
+  return inputs

@@ -1,0 +1,315 @@
+"""One run: train with Keras' `fit` under a strategy, resume, evaluate.
+
+`run` is the root gin configurable. Everything in `model_dir`:
+
+- `run.json`: what was trained (model, classes, dataset, batch, seed); a
+  later run must match it (`run_identity`).
+- `checkpoints/`: the last `keep_checkpoints` checkpoints (`checkpointing`).
+- `operative_config.gin`: the gin settings the run used.
+- `train/`, `validation/`, `eval/`: TensorBoard summaries (`summaries`).
+- `best_model.keras`: the weights with the best validation accuracy so far;
+  `final_model.keras`: the model at the end of training.
+- `eval/metrics.json`, `eval/confusion_matrix.png` (`evaluation`).
+
+Each epoch is one `fit` call on that epoch's fixed sequence of batches (see
+`VideoInputs.train_dataset`), started where the newest checkpoint left off.
+"""
+
+import inspect
+import math
+import os
+import random
+import uuid
+from typing import Optional
+
+from absl import logging
+import gin
+import keras
+import tensorflow as tf
+
+from trainer.training import checkpointing
+from trainer.training import evaluation
+from trainer.training import factories
+from trainer.training import inputs as inputs_lib
+from trainer.training import run_identity
+from trainer.training import summaries
+from trainer.training.strategies import build_strategy
+
+MODES = ('train', 'eval', 'train_and_eval')
+POLICIES = ('float32', 'mixed_float16', 'mixed_bfloat16')
+OPERATIVE_CONFIG = 'operative_config.gin'
+BEST_MODEL, FINAL_MODEL = 'best_model.keras', 'final_model.keras'
+
+
+@keras.saving.register_keras_serializable(package='movinet_trainer')
+class SparseCrossentropy(keras.losses.Loss):
+  """Cross-entropy of integer labels and logits, with label smoothing."""
+
+  def __init__(self, num_classes: int, label_smoothing: float = 0.0,
+               name: str = 'sparse_crossentropy', **kwargs):
+    super().__init__(name=name, **kwargs)
+    self.num_classes = num_classes
+    self.label_smoothing = label_smoothing
+
+  def call(self, y_true, y_pred):
+    one_hot = keras.ops.one_hot(keras.ops.cast(y_true, 'int32'),
+                                self.num_classes)
+    return keras.losses.categorical_crossentropy(
+        one_hot, keras.ops.cast(y_pred, 'float32'), from_logits=True,
+        label_smoothing=self.label_smoothing)
+
+  def get_config(self):
+    return {**super().get_config(), 'num_classes': self.num_classes,
+            'label_smoothing': self.label_smoothing}
+
+
+def _setting(configurable, name: str):
+  """A configurable's argument as gin binds it, else its default."""
+  bindings = gin.get_bindings(configurable)
+  if name in bindings:
+    return bindings[name]
+  return inspect.signature(configurable).parameters[name].default
+
+
+def _check_model_dir(model_dir: str) -> None:
+  """Creates `model_dir` if needed and checks that files can be written."""
+  probe = os.path.join(model_dir, f'.write-test-{uuid.uuid4().hex}')
+  try:
+    tf.io.gfile.makedirs(model_dir)
+    with tf.io.gfile.GFile(probe, 'w') as f:
+      f.write('')
+    tf.io.gfile.remove(probe)
+  except (tf.errors.OpError, OSError) as error:
+    raise ValueError(f'--model_dir={model_dir} is not writable '
+                     f'({type(error).__name__}); choose another --model_dir '
+                     'or fix its permissions.') from error
+
+
+def _scalar_hparams(num_replicas: int, seed: int) -> dict:
+  """Scalar gin bindings of the configurables, for TensorBoard's HParams."""
+  hparams = {'num_replicas': num_replicas, 'seed': seed}
+  for configurable in (factories.build_model, factories.build_optimizer,
+                       inputs_lib.build_inputs, run):
+    for name, value in gin.get_bindings(configurable).items():
+      if isinstance(value, (bool, int, float, str)):
+        hparams[f'{configurable.__name__}.{name}'] = value
+  return hparams
+
+
+def _save_keras(model: keras.Model, path: str) -> None:
+  """Saves in Keras' format under a temporary name, then renames."""
+  temporary = os.path.join(os.path.dirname(path),
+                           f'.tmp-{uuid.uuid4().hex}.keras')
+  model.save(temporary)
+  tf.io.gfile.rename(temporary, path, overwrite=True)
+
+
+class BestModelCallback(keras.callbacks.Callback):
+  """Keeps the model with the best validation accuracy; before the
+  checkpoint callback, so the checkpoint records the best value."""
+
+  def __init__(self, path: str, progress: checkpointing.Progress):
+    super().__init__()
+    self.path = path
+    self.progress = progress
+
+  def on_epoch_end(self, epoch, logs=None):
+    accuracy = (logs or {}).get('val_accuracy')
+    if self.model.stop_training or accuracy is None:
+      return
+    if accuracy > self.progress.best_accuracy:
+      self.progress.best_accuracy = float(accuracy)
+      _save_keras(self.model, self.path)
+      logging.info('Validation accuracy %.4f is the best so far; saved %s.',
+                   accuracy, self.path)
+
+
+@gin.configurable(denylist=['model_dir', 'mode', 'strategy'])
+def run(model_dir: str,
+        mode: str = 'train_and_eval',
+        strategy: Optional[tf.distribute.Strategy] = None,
+        epochs: int = 10,
+        train_steps: Optional[int] = None,
+        seed: Optional[int] = None,
+        deterministic: bool = False,
+        mixed_precision: str = 'float32',
+        jit_compile: bool = False,
+        label_smoothing: float = 0.0,
+        checkpoint_every_steps: int = 100,
+        keep_checkpoints: int = 3,
+        summary_every_steps: int = 10,
+        validate: bool = True,
+        verbose: int = 1) -> Optional[dict]:
+  """Trains and/or evaluates in `model_dir`, resuming what is there.
+
+  Args:
+    model_dir: where everything of the run goes (see the module docstring).
+    mode: 'train', 'eval' (the newest checkpoint) or 'train_and_eval'.
+    strategy: from `strategies.build_strategy`; the default one if None.
+    epochs: passes over the training split.
+    train_steps: if set, train this many steps instead of `epochs` epochs.
+    seed: seeds weights, data order and augmentation; None picks one (kept
+      in `run.json`, so a resume continues the same sequence).
+    deterministic: repeatable to the last bit given the seed (TensorFlow op
+      determinism and ordered input), at some speed.
+    mixed_precision: 'float32', 'mixed_float16' (loss scaling is automatic)
+      or 'mixed_bfloat16'; logits and loss stay float32.
+    jit_compile: compile the training step with XLA.
+    label_smoothing: of the cross-entropy targets.
+    checkpoint_every_steps: steps between checkpoints (and the most a
+      SIGKILL can lose); also saved at each epoch's end and on SIGTERM.
+    keep_checkpoints: how many checkpoints to keep.
+    summary_every_steps: steps between TensorBoard training summaries.
+    validate: evaluate the eval split after each epoch (and keep the best).
+    verbose: Keras' progress bar (1), one line per epoch (2) or nothing (0).
+
+  Returns:
+    The evaluation metrics if evaluated, else None.
+
+  Raises:
+    ValueError: a bad setting, data directory, model_dir or checkpoint.
+    checkpointing.Preempted: SIGTERM stopped training after a checkpoint.
+  """
+  if mode not in MODES:
+    raise ValueError(f'--mode={mode!r} is not one of {", ".join(MODES)}.')
+  if mixed_precision not in POLICIES:
+    raise ValueError(f'run.mixed_precision={mixed_precision!r} is not one of '
+                     f'{", ".join(POLICIES)}.')
+  if (train_steps is not None and train_steps < 1) or epochs < 1:
+    raise ValueError(f'run.epochs={epochs} and run.train_steps={train_steps} '
+                     'must be at least 1.')
+  strategy = strategy or tf.distribute.get_strategy()
+  inputs = inputs_lib.build_inputs()
+  recorded = run_identity.read(model_dir)
+  if seed is None:
+    seed = recorded['seed'] if recorded else random.randrange(2**31)
+  identity = {
+      'model_id': _setting(factories.build_model, 'model_id'),
+      'stream': _setting(factories.build_model, 'stream'),
+      'label_names': list(inputs.label_names),
+      'num_classes': inputs.num_classes,
+      'dataset': inputs.dataset_fingerprint,
+      'batch_size': inputs.batch_size,
+      'seed': seed,
+  }
+  run_identity.check(model_dir, identity, recorded)
+  _check_model_dir(model_dir)
+  checkpoint = checkpointing.TrainingCheckpoint(model_dir, keep_checkpoints)
+  if mode == 'eval' and not checkpoint.latest():
+    raise ValueError(f'--mode=eval found no checkpoint in {model_dir}; train '
+                     'first (--mode=train), or point --model_dir at a run.')
+
+  keras.mixed_precision.set_dtype_policy(mixed_precision)
+  keras.utils.set_random_seed(seed)
+  if deterministic:
+    tf.config.experimental.enable_op_determinism()
+  steps_per_epoch = inputs.steps_per_epoch
+  total_steps = train_steps or epochs * steps_per_epoch
+  with strategy.scope():
+    model = factories.build_model(num_classes=inputs.num_classes)
+    optimizer = factories.build_optimizer(steps_per_epoch=steps_per_epoch,
+                                          total_steps=total_steps)
+    model.compile(
+        optimizer=optimizer,
+        loss=SparseCrossentropy(inputs.num_classes, label_smoothing),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name='accuracy'),
+                 # Top-5 (trivially 1 with 5 classes or fewer).
+                 keras.metrics.SparseTopKCategoricalAccuracy(
+                     k=min(5, inputs.num_classes), name='top5_accuracy')],
+        jit_compile=jit_compile)
+
+  run_identity.write(model_dir, identity)
+  trained = False
+  if mode != 'eval':
+    trained = _train(model, inputs, strategy, model_dir, checkpoint,
+                     seed=seed, total_steps=total_steps,
+                     deterministic=deterministic,
+                     checkpoint_every_steps=checkpoint_every_steps,
+                     summary_every_steps=summary_every_steps,
+                     validate=validate, verbose=verbose)
+  if mode == 'train':
+    return None
+  if not trained:
+    checkpoint.attach(model, weights_only=True)
+    checkpoint.restore(weights_only=True)
+  progress = checkpoint.read_progress(steps_per_epoch)
+  return _evaluate(model, inputs, model_dir, progress.global_step)
+
+
+def _train(model, inputs, strategy, model_dir, checkpoint, *, seed,
+           total_steps, deterministic, checkpoint_every_steps,
+           summary_every_steps, validate, verbose) -> bool:
+  """Trains from the newest checkpoint to `total_steps`; True if it ran."""
+  steps_per_epoch = inputs.steps_per_epoch
+  progress = checkpoint.read_progress(steps_per_epoch)
+  if progress.global_step >= total_steps:
+    logging.info('%s is trained already (%d of %d steps).', model_dir,
+                 progress.global_step, total_steps)
+    return False
+  if progress.global_step:
+    logging.info('Resuming at epoch %d, step %d of it (global step %d).',
+                 progress.epoch + 1, progress.step_in_epoch,
+                 progress.global_step)
+  config_text = gin.operative_config_str()
+  _write_text(os.path.join(model_dir, OPERATIVE_CONFIG), config_text)
+  summaries.write_config(model_dir, config_text,
+                         _scalar_hparams(strategy.num_replicas_in_sync, seed),
+                         progress.global_step)
+  num_epochs = math.ceil(total_steps / steps_per_epoch)
+  validation = inputs.eval_dataset(eval_clips=1) if validate else None
+  watcher = checkpointing.PreemptionWatcher()
+  callbacks = [
+      BestModelCallback(os.path.join(model_dir, BEST_MODEL), progress),
+      checkpointing.CheckpointCallback(checkpoint, progress,
+                                       checkpoint_every_steps, watcher),
+      summaries.SummaryCallback(model_dir, progress, summary_every_steps),
+  ]
+  with watcher:
+    while progress.global_step < total_steps:
+      epoch = progress.epoch
+      steps = (min(steps_per_epoch, total_steps - epoch * steps_per_epoch)
+               - progress.step_in_epoch)
+      if steps <= 0:  # stopped after the epoch's last step, before its end
+        progress.epoch, progress.step_in_epoch = epoch + 1, 0
+        continue
+      dataset = inputs.train_dataset(
+          strategy, seed=seed, epoch=epoch,
+          skip_steps=progress.step_in_epoch, deterministic=deterministic)
+      callback_list = keras.callbacks.CallbackList(
+          callbacks, add_history=True, add_progbar=verbose != 0,
+          verbose=verbose, epochs=num_epochs, steps=steps, model=model)
+      model.fit(dataset, epochs=epoch + 1, initial_epoch=epoch,
+                steps_per_epoch=steps, validation_data=validation,
+                callbacks=callback_list, verbose=verbose, shuffle=False)
+      if progress.preempted:
+        raise checkpointing.Preempted(
+            f'Stopped by SIGTERM at global step {progress.global_step}; '
+            'rerun the same command to resume.')
+  _save_keras(model, os.path.join(model_dir, FINAL_MODEL))
+  logging.info('Trained %d steps; saved %s.', total_steps,
+               os.path.join(model_dir, FINAL_MODEL))
+  return True
+
+
+def _write_text(path: str, text: str) -> None:
+  temporary = f'{path}.tmp-{uuid.uuid4().hex}'
+  with tf.io.gfile.GFile(temporary, 'w') as f:
+    f.write(text)
+  tf.io.gfile.rename(temporary, path, overwrite=True)
+
+
+def _evaluate(model, inputs, model_dir: str, step: int) -> dict:
+  """Evaluates the eval split; writes `eval/` files and summaries."""
+  probabilities, labels = evaluation.predict_clips(
+      model, inputs.eval_dataset(), eval_clips=inputs.eval_clips)
+  metrics = evaluation.compute_metrics(probabilities, labels,
+                                       list(inputs.label_names))
+  eval_dir = os.path.join(model_dir, summaries.EVAL)
+  evaluation.write_eval_outputs(metrics, eval_dir)
+  summaries.write_eval(model_dir, metrics, evaluation.confusion_matrix_png(
+      metrics['confusion_matrix'], list(inputs.label_names)), step)
+  logging.info('Evaluation of %d clips of split %r: top-1 %.4f, top-5 %.4f, '
+               'mean class accuracy %.4f; wrote %s.', metrics['num_clips'],
+               inputs.eval_split, metrics['top1'], metrics['top5'],
+               metrics['mean_class_accuracy'], eval_dir)
+  return metrics

@@ -1,0 +1,68 @@
+"""What a `model_dir` was trained on, so a resume cannot silently change it.
+
+`model_dir/run.json` records the model id and variant, the classes, the
+dataset (labels and training shards, by content), the global batch size and
+the seed. A later run in the same `model_dir` must match it, or it is
+refused before anything is written.
+"""
+
+import json
+import os
+import uuid
+from typing import Optional
+
+import tensorflow as tf
+
+RUN_FILE = 'run.json'
+
+# Each key, and the setting to change back when it differs.
+_BINDINGS = {
+    'model_id': 'build_model.model_id',
+    'stream': 'build_model.stream',
+    'label_names': 'the classes of build_inputs.data_dir',
+    'num_classes': 'build_inputs.data_dir (its number of classes)',
+    'dataset': 'build_inputs.data_dir and build_inputs.train_split',
+    'batch_size': 'build_inputs.batch_size (the global batch)',
+    'seed': 'run.seed',
+}
+
+
+class RunMismatchError(ValueError):
+  """`model_dir` holds a run with other settings."""
+
+
+def read(model_dir: str) -> Optional[dict]:
+  path = os.path.join(model_dir, RUN_FILE)
+  if not tf.io.gfile.exists(path):
+    return None
+  with tf.io.gfile.GFile(path) as f:
+    try:
+      return json.load(f)
+    except json.JSONDecodeError as error:
+      raise RunMismatchError(
+          f'{path} is not valid JSON ({error}); it describes the run in '
+          'this --model_dir. Restore it, or use a new --model_dir.') from error
+
+
+def check(model_dir: str, identity: dict, recorded: Optional[dict]) -> None:
+  """Raises RunMismatchError naming each setting that differs."""
+  if recorded is None:
+    return
+  differences = [
+      f'{_BINDINGS.get(key, key)}: {recorded.get(key)!r} before, now '
+      f'{value!r}' for key, value in identity.items()
+      if key in recorded and recorded[key] != value]
+  if differences:
+    raise RunMismatchError(
+        f'--model_dir={model_dir} holds a run with other settings; '
+        + '; '.join(differences) + '. Change them back to resume, or use a '
+        'new --model_dir.')
+
+
+def write(model_dir: str, identity: dict) -> None:
+  """Writes `run.json` atomically."""
+  path = os.path.join(model_dir, RUN_FILE)
+  temporary = f'{path}.tmp-{uuid.uuid4().hex}'
+  with tf.io.gfile.GFile(temporary, 'w') as f:
+    json.dump(identity, f, indent=2, sort_keys=True)
+  tf.io.gfile.rename(temporary, path, overwrite=True)
