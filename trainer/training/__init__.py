@@ -11,3 +11,6 @@ from trainer.training.loop import run
 from trainer.training.strategies import build_strategy
 from trainer.training.strategies import STRATEGIES
 from trainer.training.strategies import StrategyError
+
+__all__ = ['EXIT_PREEMPTED', 'Preempted', 'run', 'build_strategy', 'STRATEGIES',
+           'StrategyError']

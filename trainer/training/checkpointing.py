@@ -19,6 +19,7 @@ last `keep` checkpoints are kept.
 import dataclasses
 import math
 import os
+import re
 import signal
 from typing import Optional
 
@@ -33,6 +34,7 @@ EXIT_PREEMPTED = 75
 
 CHECKPOINT_DIR = 'checkpoints'
 _PROGRESS_KEYS = ('epoch', 'step_in_epoch', 'best_accuracy')
+_VALUE_SUFFIX = '/.ATTRIBUTES/VARIABLE_VALUE'
 
 
 @dataclasses.dataclass
@@ -75,10 +77,16 @@ class PreemptionWatcher:
 
 
 def _by_path(variables) -> dict[str, tf.Variable]:
-  """The backing TensorFlow variables of Keras variables, keyed by path."""
+  """The backing TensorFlow variables of Keras variables, keyed by path.
+
+  Keras numbers automatic names per process ('movinet_classifier_1',
+  'seed_generator_2'), so the numbers are dropped: the same model built in
+  any process gets the same keys (repeats are told apart by order).
+  """
   named = {}
   for variable in variables:
-    key = variable.path.replace('/', '.')
+    parts = [re.sub(r'_\d+$', '', part) for part in variable.path.split('/')]
+    key = '.'.join(parts)
     while key in named:
       key += '_'
     named[key] = variable.value if hasattr(variable, 'value') else variable
@@ -108,9 +116,36 @@ class TrainingCheckpoint:
     if latest:
       reader = tf.train.load_checkpoint(latest)
       for key in _PROGRESS_KEYS:
-        value = reader.get_tensor(f'progress/{key}/.ATTRIBUTES/VARIABLE_VALUE')
+        value = reader.get_tensor(f'progress/{key}{_VALUE_SUFFIX}')
         setattr(progress, key, type(getattr(progress, key))(value))
     return progress
+
+  def check_fits(self, model: keras.Model) -> None:
+    """Raises ValueError unless the newest checkpoint holds exactly the
+    model's variables, with their shapes (checked before anything is written).
+    """
+    latest = self.latest()
+    if not latest:
+      return
+    # Checkpoint keys escape '.' in object names as '..'.
+    saved = {name[len('model/'):-len(_VALUE_SUFFIX)].replace('..', '.'): shape
+             for name, shape in tf.train.load_checkpoint(latest)
+             .get_variable_to_shape_map().items()
+             if name.startswith('model/') and name.endswith(_VALUE_SUFFIX)}
+    wanted = {name: list(variable.shape)
+              for name, variable in _by_path(model.variables).items()}
+    problems = [f'{name} missing' for name in sorted(set(wanted) - set(saved))]
+    problems += [f'{name} not in the model'
+                 for name in sorted(set(saved) - set(wanted))]
+    problems += [f'{name} saved as {saved[name]}, model has {shape}'
+                 for name, shape in sorted(wanted.items())
+                 if name in saved and list(saved[name]) != shape]
+    if problems:
+      shown = '; '.join(problems[:5])
+      more = f' (and {len(problems) - 5} more)' if len(problems) > 5 else ''
+      raise ValueError(
+          f'Checkpoint {latest} does not fit this model: {shown}{more}. Use '
+          'the settings it was trained with, or a new --model_dir.')
 
   def attach(self, model: keras.Model, weights_only: bool = False) -> None:
     """Tracks `model` (and its optimizer and metrics unless `weights_only`);

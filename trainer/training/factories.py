@@ -19,6 +19,12 @@ OPTIMIZERS = ('adam', 'adamw', 'sgd', 'rmsprop')
 SCHEDULES = ('constant', 'cosine')
 
 
+def check_model_id(model_id: str) -> None:
+  if model_id not in MODEL_IDS:
+    raise ValueError(f'build_model.model_id={model_id!r} is not one of '
+                     f'{", ".join(MODEL_IDS)}.')
+
+
 @gin.configurable
 def build_model(num_classes: int,
                 model_id: str = 'a0',
@@ -49,9 +55,7 @@ def build_model(num_classes: int,
     ValueError: an unknown model id or argument, or a `pretrained` checkpoint
       that cannot be read or does not match the model (named).
   """
-  if model_id not in MODEL_IDS:
-    raise ValueError(f'build_model.model_id={model_id!r} is not one of '
-                     f'{", ".join(MODEL_IDS)}.')
+  check_model_id(model_id)
   model = build_movinet_classifier(
       model_id, num_classes, stream=stream, freeze_backbone=freeze_backbone,
       dropout_rate=dropout_rate, use_sync_bn=use_sync_bn, **overrides)

@@ -61,6 +61,7 @@ class VideoInputs:
   image_size: int
   eval_clips: int
   eval_resize: str
+  eval_drop_remainder: bool
   min_crop_area: float
   flip: bool
   shuffle_buffer: int
@@ -101,7 +102,7 @@ class VideoInputs:
         batch_size=self.eval_batch_size, num_frames=self.num_frames,
         frame_step=self.frame_step, image_size=self.image_size,
         eval_clips=eval_clips or self.eval_clips,
-        eval_resize=self.eval_resize)
+        eval_resize=self.eval_resize, drop_remainder=self.eval_drop_remainder)
     # Every replica's batches come from this one pipeline (no file sharding).
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = (
@@ -129,34 +130,43 @@ def _check_split(manifest: dict, split: str, binding: str,
                      f'{binding} to another split.')
 
 
-@gin.configurable
-def build_inputs(data_dir: str = gin.REQUIRED,
+@gin.configurable(denylist=['num_replicas'])
+def build_inputs(num_replicas: int = 1,
+                 data_dir: str = gin.REQUIRED,
                  train_split: str = 'train',
                  eval_split: str = 'test',
                  batch_size: int = 8,
+                 per_replica_batch_size: Optional[int] = None,
                  eval_batch_size: Optional[int] = None,
                  num_frames: int = 8,
                  frame_step: int = 15,
                  image_size: int = 172,
                  eval_clips: int = 1,
                  eval_resize: str = 'crop',
+                 eval_drop_remainder: bool = False,
                  min_crop_area: float = 0.3,
                  flip: bool = True,
                  shuffle_buffer: int = 256) -> VideoInputs:
   """Reads the prepared `data_dir` and fixes how clips are sampled.
 
   Args:
+    num_replicas: replicas of the strategy (set by the run).
     data_dir: a `movinet-prepare --output_dir` (local or gs://), or
       `@synthetic_data_dir()` for the embedded synthetic dataset.
     train_split: split trained on.
     eval_split: split validated on each epoch and evaluated at the end.
     batch_size: GLOBAL training batch, split over the replicas (clips).
-    eval_batch_size: GLOBAL evaluation batch; `batch_size` if None.
+    per_replica_batch_size: if set, the global batch is this times the
+      replicas (platform files use it: the batch then grows with the slice).
+    eval_batch_size: GLOBAL evaluation batch; the global training batch if
+      None.
     num_frames: frames per clip.
     frame_step: source frames between sampled frames.
     image_size: clip height and width (pixels).
     eval_clips: clips per video at evaluation, predictions averaged.
     eval_resize: 'crop' (centre crop) or 'pad' (fit and pad).
+    eval_drop_remainder: drop the last partial evaluation batch, for static
+      shapes (TPU); its clips are then not evaluated.
     min_crop_area: smallest area fraction of a training crop.
     flip: random horizontal flips in training (turn off when left and right
       are different classes).
@@ -170,6 +180,13 @@ def build_inputs(data_dir: str = gin.REQUIRED,
   _check_split(manifest, train_split, 'build_inputs.train_split', data_dir)
   _check_split(manifest, eval_split, 'build_inputs.eval_split', data_dir)
   num_train_clips = manifest['splits'][train_split]['num_clips']
+  if per_replica_batch_size is not None:
+    batch_size = per_replica_batch_size * num_replicas
+  if batch_size % num_replicas:
+    raise ValueError(
+        f'build_inputs.batch_size={batch_size} (the global batch) must be a '
+        f'multiple of the {num_replicas} replicas; or bind '
+        'build_inputs.per_replica_batch_size instead.')
   if batch_size < 1 or num_train_clips < batch_size:
     raise ValueError(
         f'build_inputs.batch_size={batch_size} must be between 1 and the '
@@ -181,7 +198,8 @@ def build_inputs(data_dir: str = gin.REQUIRED,
       train_split=train_split, eval_split=eval_split, batch_size=batch_size,
       eval_batch_size=eval_batch_size or batch_size, num_frames=num_frames,
       frame_step=frame_step, image_size=image_size, eval_clips=eval_clips,
-      eval_resize=eval_resize, min_crop_area=min_crop_area, flip=flip,
+      eval_resize=eval_resize, eval_drop_remainder=eval_drop_remainder,
+      min_crop_area=min_crop_area, flip=flip,
       shuffle_buffer=shuffle_buffer)
   # Sampling arguments are checked where they are used; build one dataset
   # now so that a bad binding fails before anything is written.

@@ -33,7 +33,6 @@ from trainer.training import factories
 from trainer.training import inputs as inputs_lib
 from trainer.training import run_identity
 from trainer.training import summaries
-from trainer.training.strategies import build_strategy
 
 MODES = ('train', 'eval', 'train_and_eval')
 POLICIES = ('float32', 'mixed_float16', 'mixed_bfloat16')
@@ -179,7 +178,8 @@ def run(model_dir: str,
     raise ValueError(f'run.epochs={epochs} and run.train_steps={train_steps} '
                      'must be at least 1.')
   strategy = strategy or tf.distribute.get_strategy()
-  inputs = inputs_lib.build_inputs()
+  inputs = inputs_lib.build_inputs(
+      num_replicas=strategy.num_replicas_in_sync)
   recorded = run_identity.read(model_dir)
   if seed is None:
     seed = recorded['seed'] if recorded else random.randrange(2**31)
@@ -192,6 +192,7 @@ def run(model_dir: str,
       'batch_size': inputs.batch_size,
       'seed': seed,
   }
+  factories.check_model_id(identity['model_id'])
   run_identity.check(model_dir, identity, recorded)
   _check_model_dir(model_dir)
   checkpoint = checkpointing.TrainingCheckpoint(model_dir, keep_checkpoints)
@@ -218,6 +219,7 @@ def run(model_dir: str,
                      k=min(5, inputs.num_classes), name='top5_accuracy')],
         jit_compile=jit_compile)
 
+  checkpoint.check_fits(model)
   run_identity.write(model_dir, identity)
   trained = False
   if mode != 'eval':

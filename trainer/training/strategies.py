@@ -59,7 +59,7 @@ def _tpu(tpu: Optional[str]) -> tf.distribute.Strategy:
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
-  except (ValueError, RuntimeError, tf.errors.OpError) as error:
+  except (ValueError, RuntimeError, OSError, tf.errors.OpError) as error:
     first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
     raise StrategyError(
         f'Cannot reach the TPU --tpu={tpu!r}: {first_line}. Check the name '

@@ -1,0 +1,153 @@
+"""movinet-train end to end, in subprocesses, on tiny synthetic data."""
+
+import json
+import os
+import random
+import shutil
+import signal
+import time
+
+import keras
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing import event_accumulator
+from tensorboard.util import tensor_util
+
+from tests.training import run_helpers as runs
+import trainer.training  # noqa: F401  (registers the loss for load_model)
+from trainer.training.checkpointing import EXIT_PREEMPTED
+
+TOLERANCE = 1e-5
+
+
+@pytest.fixture(scope='module')
+def env(tmp_path_factory):
+  return runs.environment(tmp_path_factory.mktemp('cache'))
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory):
+  return runs.prepare_tiny(tmp_path_factory.mktemp('data'))
+
+
+@pytest.fixture(scope='module')
+def reference(tmp_path_factory, data_dir, env):
+  """An uninterrupted deterministic train_and_eval run."""
+  model_dir = tmp_path_factory.mktemp('reference')
+  result = runs.train(model_dir, runs.tiny_bindings(data_dir), env=env)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return model_dir
+
+
+def _wait_for(path, process, timeout=300):
+  deadline = time.monotonic() + timeout
+  while not os.path.exists(path):
+    assert process.poll() is None, process.stdout.read()[-3000:]
+    assert time.monotonic() < deadline, f'{path} never appeared'
+    time.sleep(0.05)
+
+
+def _tags(directory):
+  accumulator = event_accumulator.EventAccumulator(
+      str(directory), size_guidance={event_accumulator.TENSORS: 0})
+  accumulator.Reload()
+  return accumulator
+
+
+def test_train_and_eval_writes_every_output(reference):
+  for name in ('run.json', 'operative_config.gin', 'best_model.keras',
+               'final_model.keras', 'eval/metrics.json',
+               'eval/confusion_matrix.png'):
+    assert os.path.isfile(reference / name), name
+  checkpoints = [n for n in os.listdir(reference / 'checkpoints')
+                 if n.endswith('.index')]
+  assert len(checkpoints) == 3  # keep_checkpoints
+  assert 'ckpt-16.index' in checkpoints  # 2 epochs of 8 steps
+
+  metrics = json.loads((reference / 'eval/metrics.json').read_text())
+  assert metrics['num_clips'] == 16
+  assert set(metrics['per_class_accuracy']) == {
+      'moving_down', 'moving_left', 'moving_right', 'moving_up'}
+  for key in ('top1', 'top5', 'mean_class_accuracy'):
+    assert 0.0 <= metrics[key] <= 1.0
+  assert np.sum(metrics['confusion_matrix']) == 16
+  assert "build_inputs.batch_size = 4" in (
+      reference / 'operative_config.gin').read_text()
+
+  train = _tags(reference / 'train')
+  for tag in ('loss', 'accuracy', 'top5_accuracy', 'learning_rate',
+              'epoch_loss', 'epoch_accuracy', 'operative_config'):
+    assert tag in train.Tags()['tensors'], tag
+  assert [e.step for e in train.Tensors('loss')] == list(range(2, 17, 2))
+  assert [e.step for e in train.Tensors('epoch_loss')] == [8, 16]
+  assert train.PluginTagToContent('hparams')  # the HParams session
+  validation = _tags(reference / 'validation')
+  assert [e.step for e in validation.Tensors('epoch_accuracy')] == [8, 16]
+  evaluation = _tags(reference / 'eval')
+  assert 'confusion_matrix' in evaluation.PluginTagToContent('images')
+  top1 = evaluation.Tensors('top1')[0]
+  assert top1.step == 16
+  assert float(np.asarray(
+      tensor_util.make_ndarray(top1.tensor_proto))) == (
+          pytest.approx(metrics['top1']))
+
+  model = keras.saving.load_model(reference / 'final_model.keras')
+  logits = model.predict(np.zeros((1, 4, 32, 32, 3), np.float32), verbose=0)
+  assert logits.shape == (1, 4)
+
+
+def test_eval_mode_evaluates_the_newest_checkpoint(reference, data_dir, env,
+                                                   tmp_path):
+  model_dir = tmp_path / 'run'
+  shutil.copytree(reference, model_dir)
+  before = json.loads((model_dir / 'eval/metrics.json').read_text())
+  os.remove(model_dir / 'eval/metrics.json')
+  checkpoints = runs.snapshot(model_dir / 'checkpoints')
+  result = runs.train(model_dir, runs.tiny_bindings(data_dir), '--mode=eval',
+                      env=env)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert json.loads((model_dir / 'eval/metrics.json').read_text()) == before
+  assert runs.snapshot(model_dir / 'checkpoints') == checkpoints
+
+
+def test_sigkill_at_a_random_step_then_resume_ends_equal(reference, data_dir,
+                                                         env, tmp_path):
+  seed = random.randrange(10**6)
+  delay = random.Random(seed).uniform(0.0, 2.5)
+  model_dir = tmp_path / 'run'
+  bindings = runs.tiny_bindings(data_dir)
+  process = runs.start(model_dir, bindings, env=env)
+  _wait_for(model_dir / 'checkpoints/ckpt-3.index', process)
+  time.sleep(delay)
+  process.kill()
+  process.communicate()
+  assert process.returncode == -signal.SIGKILL, f'finished first (seed {seed})'
+
+  result = runs.train(model_dir, bindings, env=env)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'Resuming at epoch' in result.stderr
+  difference = runs.max_difference(runs.final_variables(reference),
+                                   runs.final_variables(model_dir))
+  assert difference <= TOLERANCE, f'seed {seed}, delay {delay:.2f} s'
+
+
+def test_sigterm_saves_exits_75_and_resumes_equal(reference, data_dir, env,
+                                                  tmp_path):
+  model_dir = tmp_path / 'run'
+  bindings = runs.tiny_bindings(data_dir)
+  process = runs.start(model_dir, bindings, env=env)
+  _wait_for(model_dir / 'checkpoints/ckpt-3.index', process)
+  process.send_signal(signal.SIGTERM)
+  output, _ = process.communicate(timeout=120)
+  assert process.returncode == EXIT_PREEMPTED, output[-3000:]
+  assert 'Stopped by SIGTERM at global step' in output
+  stopped_at = int(output.split('Stopped by SIGTERM at global step ')[1]
+                   .split(';')[0])
+  assert f'ckpt-{stopped_at}.index' in os.listdir(model_dir / 'checkpoints')
+
+  result = runs.train(model_dir, bindings, env=env)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert f'(global step {stopped_at})' in result.stderr
+  difference = runs.max_difference(runs.final_variables(reference),
+                                   runs.final_variables(model_dir))
+  assert difference <= TOLERANCE
