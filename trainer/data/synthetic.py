@@ -1,12 +1,19 @@
 """The embedded default dataset: shapes whose class is their motion.
 
-Every video shows a flat random background with faint static noise and one or
-two solid shapes (an ellipse or a rectangle, elongated, at a random angle) of
-random colour and size. The class decides only how the shapes move:
+Every video shows a flat, dark random background with faint static noise and
+one or two solid shapes (an ellipse or a rectangle, elongated, at a random
+angle) of random bright colour and random size. Shapes are always brighter
+than the background, as lit objects on a dark scene: with one contrast
+polarity a moving-edge detector means the same in every video, which lets a
+network trained from scratch find the motion in minutes (with random
+polarities it stayed at chance for as long as we trained). The class decides
+only how the shapes move:
 
   moving_left, moving_right, moving_up, moving_down
-      all shapes translate together at a per-video speed of 4 %..8 % of the
-      shorter frame side per frame (5..10 px at the default 120 x 160).
+      all shapes translate together at a per-video speed of 2 %..4 % of the
+      shorter frame side per frame (2.4..4.8 px at the default 120 x 160),
+      slow enough for a 3-frame kernel to follow after the network's first
+      downsampling.
   rotating_cw, rotating_ccw
       each shape spins about its own centre at a per-video 10..25 degrees per
       frame, clockwise or counter-clockwise as seen on screen.
@@ -48,7 +55,7 @@ _TRANSLATION = {
 _SPIN = {'rotating_cw': 1.0, 'rotating_ccw': -1.0}
 
 # Per-video speed, as a fraction of the shorter frame side per frame.
-SPEED_RANGE = (0.04, 0.08)
+SPEED_RANGE = (0.02, 0.04)
 # Per-video spin, degrees per frame (under 90: elongated shapes repeat every
 # 180 degrees, so a larger step would alias).
 SPIN_RANGE_DEGREES = (10.0, 25.0)
@@ -57,8 +64,10 @@ HALF_LENGTH_RANGE = (0.15, 0.25)
 ASPECT_RANGE = (0.35, 0.6)
 # Largest background noise standard deviation, 0..255 scale.
 MAX_NOISE_STD = 6.0
-# Smallest per-channel max difference between a shape and the background.
-MIN_CONTRAST = 80
+# Per-channel ranges (0..255) of background and shape colours: every shape is
+# brighter than every background by at least 80 in each channel.
+BACKGROUND_RANGE = (0, 70)
+SHAPE_RANGE = (150, 256)
 
 FOURCC = 'MJPG'
 _PROGRESS_MIN_VIDEOS = 8
@@ -100,8 +109,7 @@ def render_clip(class_index: int,
   height, width = size
   short = min(height, width)
   background = _background(rng, height, width)
-  base_colour = background.reshape(-1, 3).mean(axis=0)
-  shapes = [_random_shape(rng, height, width, short, base_colour)
+  shapes = [_random_shape(rng, height, width, short)
             for _ in range(int(rng.integers(1, 3)))]
   speed = rng.uniform(*SPEED_RANGE) * short
   spin = rng.uniform(*SPIN_RANGE_DEGREES)
@@ -221,22 +229,19 @@ def _write_avi_atomically(path: str, frames: np.ndarray, fps: float) -> None:
 
 
 def _background(rng, height, width) -> np.ndarray:
-  """A flat random colour plus faint static Gaussian noise, uint8 RGB."""
-  colour = rng.uniform(0, 255, 3)
+  """A flat dark random colour plus faint static Gaussian noise, uint8 RGB."""
+  colour = rng.uniform(*BACKGROUND_RANGE, 3)
   noise_std = rng.uniform(0, MAX_NOISE_STD)
   noise = rng.normal(0.0, noise_std, (height, width, 1))
   return np.clip(colour + noise, 0, 255).round().astype(np.uint8)
 
 
-def _random_shape(rng, height, width, short, base_colour) -> dict:
+def _random_shape(rng, height, width, short) -> dict:
   """Kind, start centre, half-axes, angle and a colour contrasting the base."""
   kind = 'ellipse' if rng.random() < 0.5 else 'rectangle'
   half_length = rng.uniform(*HALF_LENGTH_RANGE) * short
   half_width = half_length * rng.uniform(*ASPECT_RANGE)
-  # Fixed number of draws per attempt keeps the stream class-independent.
-  colour = rng.integers(0, 256, 3)
-  while np.abs(colour - base_colour).max() < MIN_CONTRAST:
-    colour = rng.integers(0, 256, 3)
+  colour = rng.integers(*SHAPE_RANGE, 3)
   return {
       'kind': kind,
       'x': rng.uniform(0, width),
