@@ -25,6 +25,7 @@ Exit status: 0 done; 1 bad input (one line on stderr says what to change);
 resume.
 """
 
+import logging as std_logging
 import os
 import sys
 
@@ -79,9 +80,19 @@ def one_line(error: BaseException) -> str:
   return ' '.join(lines) or type(error).__name__
 
 
+class _HideTensorFlowInfo(std_logging.Filter):
+  """Drops TensorFlow's own INFO lines (one per checkpoint save), which
+  would interleave with the progress bar; its warnings stay."""
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    return (record.levelno > std_logging.INFO
+            or f'{os.sep}tensorflow{os.sep}' not in record.pathname)
+
+
 def main(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+  logging.get_absl_handler().addFilter(_HideTensorFlowInfo())
   try:
     tf.get_logger().setLevel('WARNING')
     gin.add_config_file_search_path(GIN_DIR)

@@ -153,7 +153,11 @@ class TrainingCheckpoint:
     objects = {'model': _by_path(model.variables)}
     if not weights_only:
       self._metric_variables = list(model.metrics_variables)
-      objects['optimizer'] = _by_path(model.optimizer.variables)
+      # By position: Keras names optimizer slots after the model's
+      # (process-numbered) variable names; their order is fixed.
+      objects['optimizer'] = {f'{index:05d}': variable.value
+                              for index, variable in
+                              enumerate(model.optimizer.variables)}
       objects['metrics'] = _by_path(self._metric_variables)
       self._progress_variables = {
           'epoch': tf.Variable(0, dtype=tf.int64, trainable=False),
@@ -246,8 +250,10 @@ class CheckpointCallback(keras.callbacks.Callback):
   def on_epoch_end(self, epoch, logs=None):
     if self.model.stop_training:
       return
-    self.progress.epoch += 1
-    self.progress.step_in_epoch = 0
+    if self.progress.step_in_epoch >= self.progress.steps_per_epoch:
+      self.progress.epoch += 1
+      self.progress.step_in_epoch = 0
+    # else `run.train_steps` ended the run inside this epoch.
     self.checkpoint.save(self.progress)
     if self.watcher.requested:
       self._stop()

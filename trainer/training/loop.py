@@ -62,6 +62,20 @@ class SparseCrossentropy(keras.losses.Loss):
             'label_smoothing': self.label_smoothing}
 
 
+def compile_model(model: keras.Model, optimizer, num_classes: int,
+                  label_smoothing: float = 0.0,
+                  jit_compile: bool = False) -> None:
+  """Compiles with the run's loss and metrics (in the strategy's scope)."""
+  model.compile(
+      optimizer=optimizer,
+      loss=SparseCrossentropy(num_classes, label_smoothing),
+      metrics=[keras.metrics.SparseCategoricalAccuracy(name='accuracy'),
+               # Top-5 (trivially 1 with 5 classes or fewer).
+               keras.metrics.SparseTopKCategoricalAccuracy(
+                   k=min(5, num_classes), name='top5_accuracy')],
+      jit_compile=jit_compile)
+
+
 def _setting(configurable, name: str):
   """A configurable's argument as gin binds it, else its default."""
   bindings = gin.get_bindings(configurable)
@@ -210,14 +224,8 @@ def run(model_dir: str,
     model = factories.build_model(num_classes=inputs.num_classes)
     optimizer = factories.build_optimizer(steps_per_epoch=steps_per_epoch,
                                           total_steps=total_steps)
-    model.compile(
-        optimizer=optimizer,
-        loss=SparseCrossentropy(inputs.num_classes, label_smoothing),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name='accuracy'),
-                 # Top-5 (trivially 1 with 5 classes or fewer).
-                 keras.metrics.SparseTopKCategoricalAccuracy(
-                     k=min(5, inputs.num_classes), name='top5_accuracy')],
-        jit_compile=jit_compile)
+    compile_model(model, optimizer, inputs.num_classes, label_smoothing,
+                  jit_compile)
 
   checkpoint.check_fits(model)
   run_identity.write(model_dir, identity)
