@@ -72,14 +72,15 @@ def measure(data_dir: str, rounds: int, image_size: int, frame_step: int):
   in_memory = tf.data.Dataset.from_tensors(batch).repeat()
   timer = StepTimer()
   # Warm up: trace the step, fill caches.
-  model.fit(in_memory, steps_per_epoch=3, verbose=0, callbacks=[timer], shuffle=False)
+  fit = dict(verbose=0, callbacks=[timer], shuffle=False)
+  model.fit(in_memory, steps_per_epoch=3, **fit)
   end_to_end, step_only = [], []
   for epoch in range(rounds):
     model.fit(inputs.train_dataset(strategy, seed=0, epoch=epoch,
                                    deterministic=False),
-              steps_per_epoch=steps, verbose=0, callbacks=[timer], shuffle=False)
+              steps_per_epoch=steps, **fit)
     end_to_end.append(timer.seconds_per_step())
-    model.fit(in_memory, steps_per_epoch=steps, verbose=0, callbacks=[timer], shuffle=False)
+    model.fit(in_memory, steps_per_epoch=steps, **fit)
     step_only.append(timer.seconds_per_step())
   return statistics.median(end_to_end), statistics.median(step_only)
 

@@ -188,9 +188,12 @@ def run(model_dir: str,
   if mixed_precision not in POLICIES:
     raise ValueError(f'run.mixed_precision={mixed_precision!r} is not one of '
                      f'{", ".join(POLICIES)}.')
-  if (train_steps is not None and train_steps < 1) or epochs < 1:
-    raise ValueError(f'run.epochs={epochs} and run.train_steps={train_steps} '
-                     'must be at least 1.')
+  for name, value in (('epochs', epochs), ('train_steps', train_steps or 1),
+                      ('checkpoint_every_steps', checkpoint_every_steps),
+                      ('keep_checkpoints', keep_checkpoints),
+                      ('summary_every_steps', summary_every_steps)):
+    if value < 1:
+      raise ValueError(f'run.{name}={value} must be at least 1.')
   strategy = strategy or tf.distribute.get_strategy()
   inputs = inputs_lib.build_inputs(
       num_replicas=strategy.num_replicas_in_sync)
@@ -208,11 +211,11 @@ def run(model_dir: str,
   }
   factories.check_model_id(identity['model_id'])
   run_identity.check(model_dir, identity, recorded)
-  _check_model_dir(model_dir)
   checkpoint = checkpointing.TrainingCheckpoint(model_dir, keep_checkpoints)
   if mode == 'eval' and not checkpoint.latest():
     raise ValueError(f'--mode=eval found no checkpoint in {model_dir}; train '
                      'first (--mode=train), or point --model_dir at a run.')
+  _check_model_dir(model_dir)
 
   keras.mixed_precision.set_dtype_policy(mixed_precision)
   keras.utils.set_random_seed(seed)
