@@ -89,6 +89,17 @@ class _HideTensorFlowInfo(std_logging.Filter):
             or f'{os.sep}tensorflow{os.sep}' not in record.pathname)
 
 
+def _hint(error: BaseException) -> str:
+  """How to fix gin's errors about required values, which gin leaves out."""
+  message = str(error)
+  if '%gin.REQUIRED' in message and 'macro.value' in message:
+    macro = message.split('/macro.value')[0].split()[-1]
+    return f'; bind it, e.g. --gin_bindings="{macro}=\'...\'"'
+  if 'Required bindings' in message:
+    return '; add the missing binding to a --gin_file or --gin_bindings'
+  return ''
+
+
 def main(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
@@ -104,9 +115,14 @@ def main(argv) -> None:
   except training.Preempted as preempted:
     logging.warning('%s', preempted)
     sys.exit(training.EXIT_PREEMPTED)
-  except (ValueError, OSError, tf.errors.OpError) as error:
+  except (ValueError, OSError, tf.errors.OpError, RuntimeError) as error:
+    if isinstance(error, RuntimeError) and 'Required bindings' not in str(
+        error):
+      raise  # not a configuration problem: keep the traceback
     logging.debug('Details:', exc_info=True)
-    sys.stderr.write(f'movinet-train: error: {one_line(error)}\n')
+    sys.stderr.write(f'movinet-train: error: {one_line(error).rstrip(".")}'
+                     f'{_hint(error)}'
+                     ' (--verbosity=1 shows where)\n')
     sys.exit(EXIT_BAD_INPUT)
 
 

@@ -151,3 +151,21 @@ def test_sigterm_saves_exits_75_and_resumes_equal(reference, data_dir, env,
   difference = runs.max_difference(runs.final_variables(reference),
                                    runs.final_variables(model_dir))
   assert difference <= TOLERANCE
+
+
+def test_a_rerun_of_a_finished_run_restores_a_missing_final_model(
+    reference, data_dir, env, tmp_path):
+  # E.g. preempted after the last checkpoint but before the final save.
+  model_dir = tmp_path / 'run'
+  shutil.copytree(reference, model_dir)
+  (model_dir / 'final_model.keras').unlink()
+  checkpoints = runs.snapshot(model_dir / 'checkpoints')
+  result = runs.train(model_dir, runs.tiny_bindings(data_dir), '--mode=train',
+                      env=env)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'is trained already' in result.stderr
+  assert runs.snapshot(model_dir / 'checkpoints') == checkpoints
+  restored = keras.saving.load_model(model_dir / 'final_model.keras')
+  original = keras.saving.load_model(reference / 'final_model.keras')
+  for mine, theirs in zip(restored.weights, original.weights):
+    np.testing.assert_array_equal(mine.numpy(), theirs.numpy())

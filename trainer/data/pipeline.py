@@ -350,8 +350,8 @@ def build_dataset(data_dir: str,
     epoch: training only: makes the dataset epoch `epoch` of a resumable run.
       Shuffles and augmentation are seeded from `(seed, epoch)` and do not
       change between iterations, and records are read in a fixed order, so
-      the same epoch always holds the same clips in the same batches (their
-      order within a batch also fixed if `deterministic`). Needs a `seed`.
+      the same epoch always holds the same clips in the same batches, in the
+      same order (whatever `deterministic` says). Needs a `seed`.
     skip_steps: training only: start `skip_steps` global batches into the
       epoch, skipping their records before any decoding (resuming after
       preemption). Each clip keeps its own augmentation seed, so the clips
@@ -428,7 +428,10 @@ def build_dataset(data_dir: str,
         lambda record, element_seed: _train_clip(
             record, element_seed, num_frames, frame_step, image_size,
             min_crop_area, flip),
-        num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+        # A resumable epoch keeps its batches' composition fixed, so that
+        # skipping `skip_steps` batches' records skips exactly those batches.
+        num_parallel_calls=AUTOTUNE,
+        deterministic=deterministic or epoch is not None)
   else:
     clips = records.map(
         lambda record: _eval_clip(record, num_frames, frame_step, image_size,

@@ -103,7 +103,8 @@ class TrainingCheckpoint:
     self.keep = keep
     self._manager = None
     self._progress_variables = None
-    self._metric_variables = []
+    self.metric_variables = []
+    self.last_saved_step = None
 
   def latest(self) -> Optional[str]:
     """The prefix of the newest checkpoint, or None."""
@@ -152,13 +153,13 @@ class TrainingCheckpoint:
     call when their variables exist, e.g. from `on_train_begin`."""
     objects = {'model': _by_path(model.variables)}
     if not weights_only:
-      self._metric_variables = list(model.metrics_variables)
+      self.metric_variables = list(model.metrics_variables)
       # By position: Keras names optimizer slots after the model's
       # (process-numbered) variable names; their order is fixed.
       objects['optimizer'] = {f'{index:05d}': variable.value
                               for index, variable in
                               enumerate(model.optimizer.variables)}
-      objects['metrics'] = _by_path(self._metric_variables)
+      objects['metrics'] = _by_path(self.metric_variables)
       self._progress_variables = {
           'epoch': tf.Variable(0, dtype=tf.int64, trainable=False),
           'step_in_epoch': tf.Variable(0, dtype=tf.int64, trainable=False),
@@ -193,12 +194,13 @@ class TrainingCheckpoint:
           f'{str(error).splitlines()[0][:300]}. Use the settings it was '
           'trained with, or a new --model_dir.') from error
     logging.info('Restored %s.', latest)
-    return [v.numpy() for v in self._metric_variables]
+    return [v.numpy() for v in self.metric_variables]
 
   def save(self, progress: Progress) -> str:
     for key in _PROGRESS_KEYS:
       self._progress_variables[key].assign(getattr(progress, key))
     path = self._manager.save(checkpoint_number=progress.global_step)
+    self.last_saved_step = progress.global_step
     level = logging.DEBUG if progress.step_in_epoch else logging.INFO
     logging.log(level, 'Saved checkpoint %s (epoch %d, step %d of it).', path,
                 progress.epoch, progress.step_in_epoch)
@@ -208,19 +210,20 @@ class TrainingCheckpoint:
 class CheckpointCallback(keras.callbacks.Callback):
   """Counts steps into `progress`, saves checkpoints, and stops on SIGTERM.
 
-  Must come first among the callbacks: the others read `progress`.
+  Order among the callbacks: before any that reads `progress` at a batch's
+  end (summaries), after any that updates `progress.best_accuracy` at an
+  epoch's end (so the epoch's checkpoint records it).
   """
 
   def __init__(self, checkpoint: TrainingCheckpoint, progress: Progress,
-               every_steps: int, watcher: PreemptionWatcher):
+               every_steps: int, watcher: PreemptionWatcher,
+               total_steps: int):
     super().__init__()
-    if every_steps < 1:
-      raise ValueError(f'run.checkpoint_every_steps={every_steps} must be '
-                       'at least 1.')
     self.checkpoint = checkpoint
     self.progress = progress
     self.every_steps = every_steps
     self.watcher = watcher
+    self.total_steps = total_steps
     self._attached = False
     self._metric_values = []
 
@@ -235,17 +238,33 @@ class CheckpointCallback(keras.callbacks.Callback):
   def on_epoch_begin(self, epoch, logs=None):
     # A resumed epoch continues its running metrics where they were saved.
     if self._metric_values and self.progress.step_in_epoch:
-      for variable, value in zip(self.checkpoint._metric_variables,
+      for variable, value in zip(self.checkpoint.metric_variables,
                                  self._metric_values):
         variable.assign(value)
     self._metric_values = []
 
   def on_train_batch_end(self, batch, logs=None):
     self.progress.step_in_epoch += 1
+    ends_epoch = (self.progress.step_in_epoch >= self.progress.steps_per_epoch
+                  or self.progress.global_step >= self.total_steps)
     if self.watcher.requested:
       self._stop()
-    elif self.progress.global_step % self.every_steps == 0:
+    elif self.progress.global_step % self.every_steps == 0 and not ends_epoch:
+      # (An epoch's last step is saved at the epoch's end, after validation,
+      # under the same number: saving twice would rewrite a live checkpoint.)
       self.checkpoint.save(self.progress)
+
+  def on_test_begin(self, logs=None):
+    self._stop_evaluating_if_preempted()
+
+  def on_test_batch_end(self, batch, logs=None):
+    self._stop_evaluating_if_preempted()
+
+  def _stop_evaluating_if_preempted(self):
+    # Validation can outlast a preemption notice; what it would find is
+    # thrown away anyway (the epoch is not finished or is saved already).
+    if self.watcher.requested:
+      self.model.stop_evaluating = True
 
   def on_epoch_end(self, epoch, logs=None):
     if self.model.stop_training:
@@ -259,7 +278,7 @@ class CheckpointCallback(keras.callbacks.Callback):
       self._stop()
 
   def _stop(self):
-    if not self.progress.preempted:
+    if self.checkpoint.last_saved_step != self.progress.global_step:
       self.checkpoint.save(self.progress)
     self.progress.preempted = True
     self.model.stop_training = True

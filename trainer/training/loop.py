@@ -207,6 +207,7 @@ def run(model_dir: str,
       'num_classes': inputs.num_classes,
       'dataset': inputs.dataset_fingerprint,
       'batch_size': inputs.batch_size,
+      'shuffle_buffer': inputs.shuffle_buffer,
       'seed': seed,
   }
   factories.check_model_id(identity['model_id'])
@@ -215,7 +216,6 @@ def run(model_dir: str,
   if mode == 'eval' and not checkpoint.latest():
     raise ValueError(f'--mode=eval found no checkpoint in {model_dir}; train '
                      'first (--mode=train), or point --model_dir at a run.')
-  _check_model_dir(model_dir)
 
   keras.mixed_precision.set_dtype_policy(mixed_precision)
   keras.utils.set_random_seed(seed)
@@ -231,6 +231,7 @@ def run(model_dir: str,
                   jit_compile)
 
   checkpoint.check_fits(model)
+  _check_model_dir(model_dir)  # the first write into model_dir
   run_identity.write(model_dir, identity)
   trained = False
   if mode != 'eval':
@@ -240,11 +241,15 @@ def run(model_dir: str,
                      checkpoint_every_steps=checkpoint_every_steps,
                      summary_every_steps=summary_every_steps,
                      validate=validate, verbose=verbose)
-  if mode == 'train':
-    return None
   if not trained:
     checkpoint.attach(model, weights_only=True)
     checkpoint.restore(weights_only=True)
+  final_model = os.path.join(model_dir, FINAL_MODEL)
+  if mode != 'eval' and (trained or not tf.io.gfile.exists(final_model)):
+    _save_keras(model, final_model)  # also when a rerun finds it missing
+    logging.info('Saved %s.', final_model)
+  if mode == 'train':
+    return None
   progress = checkpoint.read_progress(steps_per_epoch)
   return _evaluate(model, inputs, model_dir, progress.global_step)
 
@@ -274,7 +279,8 @@ def _train(model, inputs, strategy, model_dir, checkpoint, *, seed,
   callbacks = [
       BestModelCallback(os.path.join(model_dir, BEST_MODEL), progress),
       checkpointing.CheckpointCallback(checkpoint, progress,
-                                       checkpoint_every_steps, watcher),
+                                       checkpoint_every_steps, watcher,
+                                       total_steps),
       summaries.SummaryCallback(model_dir, progress, summary_every_steps),
   ]
   with watcher:
@@ -291,6 +297,7 @@ def _train(model, inputs, strategy, model_dir, checkpoint, *, seed,
       callback_list = keras.callbacks.CallbackList(
           callbacks, add_history=True, add_progbar=verbose != 0,
           verbose=verbose, epochs=num_epochs, steps=steps, model=model)
+      start = progress.global_step
       model.fit(dataset, epochs=epoch + 1, initial_epoch=epoch,
                 steps_per_epoch=steps, validation_data=validation,
                 callbacks=callback_list, verbose=verbose, shuffle=False)
@@ -298,9 +305,12 @@ def _train(model, inputs, strategy, model_dir, checkpoint, *, seed,
         raise checkpointing.Preempted(
             f'Stopped by SIGTERM at global step {progress.global_step}; '
             'rerun the same command to resume.')
-  _save_keras(model, os.path.join(model_dir, FINAL_MODEL))
-  logging.info('Trained %d steps; saved %s.', total_steps,
-               os.path.join(model_dir, FINAL_MODEL))
+      if progress.global_step == start:
+        raise ValueError(
+            f'Epoch {epoch + 1} yielded no training batch; the split '
+            f'{inputs.train_split!r} may be shorter for some input pipeline '
+            'than the manifest says. Prepare the data again.')
+  logging.info('Trained %d steps.', total_steps)
   return True
 
 

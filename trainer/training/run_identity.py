@@ -1,8 +1,8 @@
 """What a `model_dir` was trained on, so a resume cannot silently change it.
 
 `model_dir/run.json` records the model id and variant, the classes, the
-dataset (labels and training shards, by content), the global batch size and
-the seed. A later run in the same `model_dir` must match it, or it is
+dataset (labels and training shards, by content), the global batch size,
+the shuffle buffer and the seed (these fix the order of the batches). A later run in the same `model_dir` must match it, or it is
 refused before anything is written.
 """
 
@@ -23,6 +23,7 @@ _BINDINGS = {
     'num_classes': 'build_inputs.data_dir (its number of classes)',
     'dataset': 'build_inputs.data_dir and build_inputs.train_split',
     'batch_size': 'build_inputs.batch_size (the global batch)',
+    'shuffle_buffer': 'build_inputs.shuffle_buffer',
     'seed': 'run.seed',
 }
 

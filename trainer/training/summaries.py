@@ -52,6 +52,8 @@ class SummaryCallback(keras.callbacks.Callback):
       tf.summary.scalar('learning_rate', learning_rate(self.model.optimizer))
 
   def on_epoch_end(self, epoch, logs=None):
+    if self.model.stop_training:  # preempted inside the epoch
+      return
     step = self.progress.global_step
     train = {k: v for k, v in (logs or {}).items() if not k.startswith('val_')}
     validation = {k[len('val_'):]: v for k, v in (logs or {}).items()
