@@ -9,16 +9,6 @@ from tests.training import run_helpers as runs
 
 
 @pytest.fixture(scope='module')
-def env(tmp_path_factory):
-  return runs.environment(tmp_path_factory.mktemp('cache'))
-
-
-@pytest.fixture(scope='module')
-def data_dir(tmp_path_factory):
-  return runs.prepare_tiny(tmp_path_factory.mktemp('data'))
-
-
-@pytest.fixture(scope='module')
 def trained(tmp_path_factory, data_dir, env):
   """A model_dir after one short training run (one epoch, no eval)."""
   model_dir = tmp_path_factory.mktemp('trained')

@@ -21,16 +21,6 @@ TOLERANCE = 1e-5
 
 
 @pytest.fixture(scope='module')
-def env(tmp_path_factory):
-  return runs.environment(tmp_path_factory.mktemp('cache'))
-
-
-@pytest.fixture(scope='module')
-def data_dir(tmp_path_factory):
-  return runs.prepare_tiny(tmp_path_factory.mktemp('data'))
-
-
-@pytest.fixture(scope='module')
 def reference(tmp_path_factory, data_dir, env):
   """An uninterrupted deterministic train_and_eval run."""
   model_dir = tmp_path_factory.mktemp('reference')

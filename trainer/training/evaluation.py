@@ -11,7 +11,6 @@ confusion matrix and `write_eval_outputs` stores both atomically (local or
 import io
 import json
 import os
-import uuid
 
 from absl import logging
 import keras
@@ -19,6 +18,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 import numpy as np
 import tensorflow as tf
+
+from trainer.training import files
 
 METRICS_NAME = 'metrics.json'
 CONFUSION_NAME = 'confusion_matrix.png'
@@ -256,20 +257,7 @@ def confusion_matrix_png(confusion, label_names: list[str],
   return buffer.getvalue()
 
 
-def _write_atomically(path: str, contents, mode: str) -> None:
-  """Writes `contents` to a temp file beside `path`, then renames it."""
-  tmp_path = f'{path}.tmp-{uuid.uuid4().hex}'
-  try:
-    with tf.io.gfile.GFile(tmp_path, mode) as f:
-      f.write(contents)
-    tf.io.gfile.rename(tmp_path, path, overwrite=True)
-  except BaseException:
-    if tf.io.gfile.exists(tmp_path):
-      tf.io.gfile.remove(tmp_path)
-    raise
-
-
-def write_eval_outputs(metrics: dict, eval_dir: str) -> None:
+def write_eval_outputs(metrics: dict, eval_dir: str) -> bytes:
   """Writes `metrics.json` and `confusion_matrix.png` to `eval_dir`.
 
   Each file is written to a temp file in `eval_dir` and renamed into place,
@@ -281,6 +269,9 @@ def write_eval_outputs(metrics: dict, eval_dir: str) -> None:
       its `per_class_accuracy`, in label order).
     eval_dir: output directory.
 
+  Returns:
+    The PNG bytes written (for TensorBoard).
+
   Raises:
     ValueError: `metrics` lacks `confusion_matrix` or `per_class_accuracy`.
   """
@@ -290,10 +281,11 @@ def write_eval_outputs(metrics: dict, eval_dir: str) -> None:
                      'returned by `compute_metrics`.')
   tf.io.gfile.makedirs(eval_dir)
   metrics_path = os.path.join(eval_dir, METRICS_NAME)
-  _write_atomically(metrics_path,
+  files.write_atomically(metrics_path,
                     json.dumps(metrics, indent=2, allow_nan=False) + '\n', 'w')
   png = confusion_matrix_png(metrics['confusion_matrix'],
                              list(metrics['per_class_accuracy']))
-  _write_atomically(os.path.join(eval_dir, CONFUSION_NAME), png, 'wb')
+  files.write_atomically(os.path.join(eval_dir, CONFUSION_NAME), png, 'wb')
   logging.info('Wrote %s and %s to %s (top1 %s).', METRICS_NAME,
                CONFUSION_NAME, eval_dir, metrics.get('top1'))
+  return png

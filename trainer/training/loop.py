@@ -30,6 +30,7 @@ import tensorflow as tf
 from trainer.training import checkpointing
 from trainer.training import evaluation
 from trainer.training import factories
+from trainer.training import files
 from trainer.training import inputs as inputs_lib
 from trainer.training import run_identity
 from trainer.training import summaries
@@ -269,7 +270,8 @@ def _train(model, inputs, strategy, model_dir, checkpoint, *, seed,
                  progress.epoch + 1, progress.step_in_epoch,
                  progress.global_step)
   config_text = gin.operative_config_str()
-  _write_text(os.path.join(model_dir, OPERATIVE_CONFIG), config_text)
+  files.write_atomically(os.path.join(model_dir, OPERATIVE_CONFIG),
+                         config_text)
   summaries.write_config(model_dir, config_text,
                          _scalar_hparams(strategy.num_replicas_in_sync, seed),
                          progress.global_step)
@@ -314,13 +316,6 @@ def _train(model, inputs, strategy, model_dir, checkpoint, *, seed,
   return True
 
 
-def _write_text(path: str, text: str) -> None:
-  temporary = f'{path}.tmp-{uuid.uuid4().hex}'
-  with tf.io.gfile.GFile(temporary, 'w') as f:
-    f.write(text)
-  tf.io.gfile.rename(temporary, path, overwrite=True)
-
-
 def _evaluate(model, inputs, model_dir: str, step: int) -> dict:
   """Evaluates the eval split; writes `eval/` files and summaries."""
   probabilities, labels = evaluation.predict_clips(
@@ -328,9 +323,8 @@ def _evaluate(model, inputs, model_dir: str, step: int) -> dict:
   metrics = evaluation.compute_metrics(probabilities, labels,
                                        list(inputs.label_names))
   eval_dir = os.path.join(model_dir, summaries.EVAL)
-  evaluation.write_eval_outputs(metrics, eval_dir)
-  summaries.write_eval(model_dir, metrics, evaluation.confusion_matrix_png(
-      metrics['confusion_matrix'], list(inputs.label_names)), step)
+  confusion_png = evaluation.write_eval_outputs(metrics, eval_dir)
+  summaries.write_eval(model_dir, metrics, confusion_png, step)
   logging.info('Evaluation of %d clips of split %r: top-1 %.4f, top-5 %.4f, '
                'mean class accuracy %.4f; wrote %s.', metrics['num_clips'],
                inputs.eval_split, metrics['top1'], metrics['top5'],

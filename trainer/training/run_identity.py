@@ -8,10 +8,11 @@ refused before anything is written.
 
 import json
 import os
-import uuid
 from typing import Optional
 
 import tensorflow as tf
+
+from trainer.training import files
 
 RUN_FILE = 'run.json'
 
@@ -62,8 +63,5 @@ def check(model_dir: str, identity: dict, recorded: Optional[dict]) -> None:
 
 def write(model_dir: str, identity: dict) -> None:
   """Writes `run.json` atomically."""
-  path = os.path.join(model_dir, RUN_FILE)
-  temporary = f'{path}.tmp-{uuid.uuid4().hex}'
-  with tf.io.gfile.GFile(temporary, 'w') as f:
-    json.dump(identity, f, indent=2, sort_keys=True)
-  tf.io.gfile.rename(temporary, path, overwrite=True)
+  files.write_atomically(os.path.join(model_dir, RUN_FILE),
+                         json.dumps(identity, indent=2, sort_keys=True))
