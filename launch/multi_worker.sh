@@ -20,21 +20,8 @@
 #     -- --gin_file=ucf101_a0_transfer.gin --model_dir=gs://BUCKET/runs/mw
 set -euo pipefail
 
-usage() { sed -n '2,/^set -euo/{/^set/d;s/^# \{0,1\}//;p}' "$0"; }
-die() { echo "multi_worker.sh: $*" >&2; exit 2; }
-q() {  # Quotes each argument for a POSIX shell, leaving plain words as they are.
-  local a out=()
-  for a in "$@"; do
-    if [[ $a =~ ^[A-Za-z0-9_./:=@%+,-]+$ ]]; then out+=("$a")
-    else out+=("'${a//\'/\'\\\'\'}'"); fi
-  done
-  echo "${out[*]}"
-}
-has_flag() {  # has_flag --name ARGS...: whether ARGS set --name
-  local name=$1 a; shift
-  for a in "$@"; do [[ $a == "$name" || $a == "$name="* ]] && return 0; done
-  return 1
-}
+# shellcheck source-path=SCRIPTDIR source=common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 tf_config() {  # tf_config INDEX HOST:PORT...: the TF_CONFIG of worker INDEX
   local index=$1; shift
   local workers; workers=$(printf ',"%s"' "$@")

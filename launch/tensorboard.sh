@@ -13,16 +13,8 @@
 #   launch/tensorboard.sh gs://BUCKET/runs/ucf101_a0_tpu --port=6007
 set -euo pipefail
 
-usage() { sed -n '2,/^set -euo/{/^set/d;s/^# \{0,1\}//;p}' "$0"; }
-die() { echo "tensorboard.sh: $*" >&2; exit 2; }
-q() {  # Quotes each argument for a POSIX shell, leaving plain words as they are.
-  local a out=()
-  for a in "$@"; do
-    if [[ $a =~ ^[A-Za-z0-9_./:=@%+,-]+$ ]]; then out+=("$a")
-    else out+=("'${a//\'/\'\\\'\'}'"); fi
-  done
-  echo "${out[*]}"
-}
+# shellcheck source-path=SCRIPTDIR source=common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 model_dir='' port=6006 extra=() dry_run=false
 for arg in "$@"; do
