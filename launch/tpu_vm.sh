@@ -8,7 +8,9 @@
 #          -- <movinet-train flags>
 #        launch/tpu_vm.sh --tpu_name=NAME --zone=ZONE --delete   (delete only)
 #
-# On every TPU host it runs, in ~/movinet-trainer and detached (setsid nohup),
+# On every TPU host it installs Python 3.11, TensorFlow's TPU build and this
+# package into the venv ~/movinet-venv, then runs, in ~/movinet-trainer and
+# detached (setsid nohup), that venv's
 #   movinet-train --strategy=tpu --tpu=local <flags> --gin_file=platforms/tpu.gin
 # logging to ~/movinet-train.log, then follows worker 0's log until training
 # ends (Ctrl-C stops the streaming only, unless --delete). --repo defaults to
@@ -82,15 +84,49 @@ else
   run rm -f "$tarball"
   fetch="mkdir -p $dir && tar -xzf ~/movinet-trainer.tar.gz -C $dir"
 fi
+
+# The install, on every host, into the venv ~/movinet-venv.
+# Python: the base image (tpu-ubuntu2204-base, Ubuntu 22.04) has Python 3.10,
+# setup.py wants 3.11 (python_requires>=3.11,<3.12). uv, pip-installed from
+# PyPI (pinned), downloads a prebuilt CPython 3.11 into ~/.local/share/uv and
+# makes the venv from it. Chosen over apt + the deadsnakes PPA: no sudo, no
+# wait on the dpkg lock unattended-upgrades holds on a freshly booted VM, no
+# third-party apt source, and uv also does the exclusion below.
+# TensorFlow: a TPU VM needs the TPU build, the tensorflow-tpu distribution
+# (the same `tensorflow` module, plus a libtpu dependency). setup.py asks for
+# `tensorflow`; installing both would put two distributions into one
+# site-packages/tensorflow. So `tensorflow` is excluded from the resolution
+# (uv pip install --excludes, read from stdin) and tensorflow-tpu of the same
+# version replaces it, resolved together with the package's other pins.
+# Sources: https://cloud.google.com/tpu/docs/runtimes (tpu-ubuntu2204-base is
+# the image for v4 and older; TPU builds of TF pair with a libtpu version);
+# Python 3.10.12 on a v4-8 VM of that image: github.com/pytorch/xla/issues/7731;
+# tensorflow-tpu 2.20.0 (cp311 wheel, requires libtpu~=0.0.14) and libtpu
+# 0.0.14: their PyPI metadata. Google's documented command adds
+#   -f https://storage.googleapis.com/libtpu-tf-releases/index.html
+# which holds the libtpu builds of TF 2.18 and older; from 2.19 on libtpu comes
+# from PyPI, so that index is left out here. libtpu is pinned to 0.0.14, the
+# floor tensorflow-tpu 2.20.0 declares, not the newest 0.0.x the range allows.
+# shellcheck disable=SC2016  # $HOME expands on the VM
+venv='$HOME/movinet-venv'
+tpu_requirements=(tensorflow-tpu==2.20.0 libtpu==0.0.14)
+install=(
+  "$fetch"
+  "cd $dir"
+  "python3 -m pip install --user uv==0.13.9"  # a uv with pip install --excludes
+  "python3 -m uv venv --python=3.11 --managed-python --allow-existing \"$venv\""
+  "echo tensorflow | python3 -m uv pip install --python=\"$venv\" --excludes=- -e . $(q "${tpu_requirements[@]}")"
+)
+printf -v install_cmd ' && %s' "${install[@]}"
 run "${tpu_vm[@]}" ssh "$name" "${where[@]}" --worker=all \
-  --command="$fetch && cd $dir && python3 -m pip install -e ."
+  --command="${install_cmd# && }"
 
 # Without a --gin_file of its own, movinet-train would drop its default.
 has_flag --gin_file "${flags[@]}" || flags+=(--gin_file=quickstart.gin)
 train=(movinet-train --strategy=tpu --tpu=local "${flags[@]}"
        --gin_file=platforms/tpu.gin)
 run "${tpu_vm[@]}" ssh "$name" "${where[@]}" --worker=all \
-  --command="cd $dir && export PATH=\"\$HOME/.local/bin:\$PATH\" &&\
+  --command="cd $dir && export PATH=\"$venv/bin:\$PATH\" &&\
  { setsid nohup $(q "${train[@]}") > ~/movinet-train.log 2>&1 < /dev/null &\
  echo \$! > ~/movinet-train.pid; }"
 # shellcheck disable=SC2016  # $(...) expands on the VM

@@ -17,12 +17,22 @@ A Cloud TPU VM:
     --strategy=tpu --tpu=local --gin_bindings="DATA_DIR='gs://b/ucf101_10'" \
     --model_dir=gs://b/runs/ucf101_a0
 
+Several machines (the same command on each; TF_CONFIG names the cluster
+and each machine's task; launch/multi_worker.sh writes it):
+  TF_CONFIG='{"cluster": {"worker": ["10.0.0.1:2222", "10.0.0.2:2222"]},
+    "task": {"type": "worker", "index": 0}}' \
+  movinet-train --strategy=multi_worker --gin_file=ucf101_a0_transfer.gin \
+    --gin_file=platforms/multi_gpu.gin \
+    --gin_bindings="DATA_DIR='gs://b/ucf101_10'" --model_dir=gs://b/runs/mw
+
 Rerunning a command with the same --model_dir resumes it. `--gin_file` is
 looked up as given, then in the project's `gin/` directory.
 
 Exit status: 0 done; 1 bad input (one line on stderr says what to change);
-75 (EX_TEMPFAIL) stopped by SIGTERM after saving a checkpoint: rerun to
-resume.
+69 (EX_UNAVAILABLE) another worker died or cannot be reached: restart all
+workers to resume; 75 (EX_TEMPFAIL) stopped by SIGTERM after saving a
+checkpoint: rerun to resume. A worker that cannot join the cluster within
+--cluster_timeout seconds says so and is killed (SIGKILL).
 """
 
 import logging as std_logging
@@ -58,6 +68,9 @@ flags.DEFINE_enum('mode', 'train_and_eval', ['train', 'eval',
 flags.DEFINE_string('strategy', 'auto', 'One of: '
                     f'{", ".join(training.STRATEGIES)}.')
 flags.DEFINE_string('tpu', None, "TPU name or address ('local' on a TPU VM).")
+flags.DEFINE_float('cluster_timeout', training.DEFAULT_CLUSTER_TIMEOUT,
+                   'Seconds --strategy=multi_worker waits for all workers '
+                   'to join.')
 flags.mark_flag_as_required('model_dir')
 
 
@@ -100,6 +113,20 @@ def _hint(error: BaseException) -> str:
   return ''
 
 
+# How a collective op reports a worker that died or cannot be reached.
+_LOST_WORKER = (tf.errors.UnavailableError, tf.errors.AbortedError,
+                tf.errors.CancelledError, tf.errors.DeadlineExceededError)
+
+
+def _unhealthy_tasks(error: tf.errors.OpError) -> str:
+  """The tasks TensorFlow names as unhealthy, else its first line."""
+  tasks = [line.strip() for line in str(error).splitlines()
+           if line.strip().startswith('/job:')]
+  if tasks:
+    return ', '.join(tasks) + ' stopped sending heartbeats'
+  return one_line(error).split(' [Op:')[0][:300]
+
+
 def main(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
@@ -110,7 +137,8 @@ def main(argv) -> None:
     gin_files = [resolve_gin_file(f)
                  for f in FLAGS.gin_file or [DEFAULT_GIN_FILE]]
     gin.parse_config_files_and_bindings(gin_files, FLAGS.gin_bindings)
-    strategy = training.build_strategy(FLAGS.strategy, FLAGS.tpu)
+    strategy = training.build_strategy(FLAGS.strategy, FLAGS.tpu,
+                                       FLAGS.cluster_timeout)
     training.run(FLAGS.model_dir, FLAGS.mode, strategy)
   except training.Preempted as preempted:
     logging.warning('%s', preempted)
@@ -120,6 +148,12 @@ def main(argv) -> None:
         error):
       raise  # not a configuration problem: keep the traceback
     logging.debug('Details:', exc_info=True)
+    if FLAGS.strategy == 'multi_worker' and isinstance(error, _LOST_WORKER):
+      sys.stderr.write(
+          'movinet-train: error: lost contact with another worker '
+          f'({_unhealthy_tasks(error)}); restart every worker with the same '
+          'command to resume from the newest checkpoint\n')
+      sys.exit(training.EXIT_CLUSTER_FAILURE)
     sys.stderr.write(f'movinet-train: error: {one_line(error).rstrip(".")}'
                      f'{_hint(error)}'
                      ' (--verbosity=1 shows where)\n')

@@ -190,13 +190,32 @@ def test_tpu_vm_dry_run_prints_the_session(make_env, delete, repo):
     assert rm == ['rm', '-f', tar[2]]
   install = commands.pop(0)
   assert install[:-1] == tpu_vm + ['ssh', 'tv', *where, '--worker=all']
-  assert ('git clone --depth=1 ' + repo if repo
-          else 'tar -xzf ~/movinet-trainer.tar.gz') in install[-1]
-  assert install[-1].endswith('pip install -e .')
+  steps = install[-1].removeprefix('--command=').split(' && ')
+  fetch = ([f'[ -d movinet-trainer ] || git clone --depth=1 {repo} '
+            'movinet-trainer'] if repo else
+           ['mkdir -p movinet-trainer',
+            'tar -xzf ~/movinet-trainer.tar.gz -C movinet-trainer'])
+  assert steps[:len(fetch) + 1] == [*fetch, 'cd movinet-trainer']
+  # Then uv makes a Python 3.11 venv and installs the package into it with
+  # tensorflow-tpu in place of tensorflow (excluded: the two distributions
+  # would share site-packages/tensorflow).
+  get_uv, make_venv, pip_install = steps[len(fetch) + 1:]
+  assert get_uv == 'python3 -m pip install --user uv==0.13.9'
+  assert shlex.split(make_venv) == [
+      'python3', '-m', 'uv', 'venv', '--python=3.11', '--managed-python',
+      '--allow-existing', '$HOME/movinet-venv']
+  excluded, pip_install = pip_install.split(' | ')
+  assert excluded == 'echo tensorflow'
+  assert shlex.split(pip_install) == [
+      'python3', '-m', 'uv', 'pip', 'install', '--python=$HOME/movinet-venv',
+      '--excludes=-', '-e', '.', 'tensorflow-tpu==2.20.0', 'libtpu==0.0.14']
 
   start = commands.pop(0)
   assert start[:-1] == install[:-1]
   remote = shlex.split(start[-1].removeprefix('--command='))
+  # movinet-train is the venv's: its bin/ leads PATH.
+  assert remote[:6] == ['cd', 'movinet-trainer', '&&', 'export',
+                        'PATH=$HOME/movinet-venv/bin:$PATH', '&&']
   train = remote[remote.index('movinet-train'):remote.index('>')]
   assert train == ['movinet-train', '--strategy=tpu', '--tpu=local',
                    *USER_FLAGS, '--gin_file=platforms/tpu.gin']

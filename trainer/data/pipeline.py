@@ -416,18 +416,24 @@ def build_dataset(data_dir: str,
   if training:
     records = records.shuffle(shuffle_buffer, seed=_epoch_seed(seed, epoch),
                               reshuffle_each_iteration=epoch is None)
-    # One stateless seed (2,) per element, new each epoch, distinct per
-    # pipeline; with a fixed `seed` the whole sequence is reproducible.
-    aug_seed = _epoch_seed(seed, epoch, pipeline_id)
-    seeds = tf.data.Dataset.random(
-        seed=aug_seed, rerandomize_each_iteration=epoch is None).batch(2)
-    records = tf.data.Dataset.zip(records, seeds)
+    # A clip's augmentation seed is (salt, hash of its file name). In an
+    # epoch of a resumable run the salt is the epoch's, so a clip is
+    # augmented the same way wherever it comes in the stream: after a resume,
+    # and with any number of input pipelines or workers. Otherwise each
+    # element draws a salt, new on every pass.
+    if epoch is None:
+      salts = tf.data.Dataset.random(seed=_epoch_seed(seed, None, pipeline_id),
+                                     rerandomize_each_iteration=True)
+    else:
+      salts = tf.data.Dataset.from_tensors(
+          tf.constant(_epoch_seed(seed, epoch), tf.int64)).repeat()
+    records = tf.data.Dataset.zip(records, salts)
     if skip_steps:
       records = records.skip(skip_steps * (global_batch_size // num_pipelines))
     clips = records.map(
-        lambda record, element_seed: _train_clip(
-            record, element_seed, num_frames, frame_step, image_size,
-            min_crop_area, flip),
+        lambda record, salt: _train_clip(
+            record, salt, num_frames, frame_step, image_size, min_crop_area,
+            flip),
         # A resumable epoch keeps its batches' composition fixed, so that
         # skipping `skip_steps` batches' records skips exactly those batches.
         num_parallel_calls=AUTOTUNE,
@@ -466,10 +472,12 @@ def _epoch_seed(seed: Optional[int], epoch: Optional[int],
   return (seed * 1_000_003 + epoch) * 1_009 + pipeline_id
 
 
-def _train_clip(record, element_seed, num_frames, frame_step, image_size,
+def _train_clip(record, salt, num_frames, frame_step, image_size,
                 min_crop_area, flip):
   """One training `(video (num_frames, size, size, 3), label)` pair."""
   clip = schema.parse_clip(record)
+  element_seed = tf.stack(
+      [salt, tf.strings.to_hash_bucket_fast(clip['filename'], 2**62)])
   start_seed, crop_seed, flip_seed = tf.unstack(
       tf.random.experimental.stateless_split(element_seed, 3))
   num_available = tf.shape(clip['jpeg_frames'])[0]

@@ -80,7 +80,7 @@ class ConvBlock(keras.layers.Layer):
         filters=filters, depthwise=depthwise, use_bias=use_bias,
         kernel_layout=layout, kernel_initializer=kernel_initializer,
         kernel_regularizer=kernel_regularizer,
-        bias_regularizer=bias_regularizer)
+        bias_regularizer=bias_regularizer, dtype=self.dtype_policy)
     time_padding = 'valid' if self.buffer_size else 'same'
     if split:
       self.conv = VideoConv(
@@ -96,7 +96,7 @@ class ConvBlock(keras.layers.Layer):
       self.conv_temporal = None
 
     bn_args = dict(momentum=norm_momentum, epsilon=norm_epsilon,
-                   synchronized=use_sync_bn)
+                   synchronized=use_sync_bn, dtype=self.dtype_policy)
     self.bn = (VideoBatchNormalization(name='bn', **bn_args)
                if use_batch_norm else None)
     self.bn_temporal = (

@@ -91,7 +91,8 @@ class MovinetBackbone(keras.Model):
         conv_type=conv_type, norm_momentum=norm_momentum,
         norm_epsilon=norm_epsilon, use_sync_bn=use_sync_bn,
         kernel_initializer=kernel_initializer,
-        kernel_regularizer=kernel_regularizer)
+        kernel_regularizer=kernel_regularizer,
+        dtype=self.dtype_policy)  # sublayers compute like the backbone
     stem = self.spec.stem
     self.stem = ConvBlock(stem.filters, stem.kernel_size, strides=stem.strides,
                           causal=causal, activation=activation,
@@ -116,7 +117,8 @@ class MovinetBackbone(keras.Model):
                                   activation=activation, name='head_project',
                                   **common)
     self.head_pool = (GlobalAveragePool3D(state_prefix='state_head',
-                                          name='head_pool')
+                                          name='head_pool',
+                                          dtype=self.dtype_policy)
                       if average_pooling_type == '3d' else None)
 
   @property

@@ -75,18 +75,20 @@ class MovinetClassifier(keras.Model):
     self.freeze_backbone = freeze_backbone
     self.backbone_kwargs = dict(backbone_kwargs)
 
-    self.backbone = MovinetBackbone(name='backbone', dtype=dtype,
+    self.backbone = MovinetBackbone(name='backbone', dtype=self.dtype_policy,
                                     **backbone_kwargs)
     self.backbone.trainable = not freeze_backbone
     conv_args = dict(kernel_size=1, use_bias=True, use_batch_norm=False,
-                     conv_type=self.backbone.conv_type)
+                     conv_type=self.backbone.conv_type,
+                     dtype=self.dtype_policy)
     self.head = ConvBlock(
         self.backbone.head_filters, activation=classifier_activation,
         kernel_initializer=self.backbone.kernel_initializer,
         kernel_regularizer=self.backbone.kernel_regularizer,
         bias_regularizer=self.backbone.bias_regularizer, name='head',
         **conv_args)
-    self.dropout = keras.layers.Dropout(dropout_rate, name='dropout')
+    self.dropout = keras.layers.Dropout(dropout_rate, name='dropout',
+                                        dtype=self.dtype_policy)
     self.classifier = ConvBlock(
         num_classes,
         kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),

@@ -59,15 +59,16 @@ class SqueezeExcitation(keras.layers.Layer):
     self.state_prefix = state_prefix
     activations.get_activation(gating_activation, 'gating_activation')
     self.pool = GlobalAveragePool3D(causal=causal, state_prefix=state_prefix,
-                                    name='pool')
+                                    name='pool', dtype=self.dtype_policy)
     self.pos_encoding = (PositionalEncoding(state_prefix=state_prefix,
-                                            name='pos_encoding')
+                                            name='pos_encoding',
+                                            dtype=self.dtype_policy)
                          if use_positional_encoding else None)
     self._conv_args = dict(
         kernel_size=1, causal=causal, use_bias=True, use_batch_norm=False,
         conv_type=conv_type, kernel_initializer=kernel_initializer,
         kernel_regularizer=kernel_regularizer,
-        bias_regularizer=bias_regularizer)
+        bias_regularizer=bias_regularizer, dtype=self.dtype_policy)
     self.se_reduce = ConvBlock(hidden_filters, activation=activation,
                                name='se_reduce', **self._conv_args)
 
@@ -163,7 +164,7 @@ class MovinetBlock(keras.layers.Layer):
         conv_type=conv_type, norm_momentum=norm_momentum,
         norm_epsilon=norm_epsilon, use_sync_bn=use_sync_bn,
         kernel_initializer=kernel_initializer,
-        kernel_regularizer=kernel_regularizer)
+        kernel_regularizer=kernel_regularizer, dtype=self.dtype_policy)
     self.expansion = ConvBlock(expand_filters, activation=activation,
                                name='expansion', **self._conv_args)
     self.feature = ConvBlock(
@@ -182,7 +183,7 @@ class MovinetBlock(keras.layers.Layer):
           kernel_initializer=kernel_initializer,
           kernel_regularizer=kernel_regularizer,
           bias_regularizer=bias_regularizer, state_prefix=state_prefix,
-          name='se')
+          name='se', dtype=self.dtype_policy)
     self.projection = ConvBlock(out_filters, name='projection',
                                 **self._conv_args)
     self.downsample = any(s > 1 for s in self.strides)

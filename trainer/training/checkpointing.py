@@ -28,6 +28,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from trainer.training import multi_worker
+
 # Exit status of a run stopped by SIGTERM after saving (EX_TEMPFAIL: "try
 # again"); rerunning the same command resumes.
 EXIT_PREEMPTED = 75
@@ -94,12 +96,18 @@ def _by_path(variables) -> dict[str, tf.Variable]:
 
 
 class TrainingCheckpoint:
-  """The checkpoints in `model_dir/checkpoints` of one model and optimizer."""
+  """The checkpoints in `model_dir/checkpoints` of one model and optimizer.
 
-  def __init__(self, model_dir: str, keep: int = 3):
+  Restores from `model_dir`; saves into `write_dir` (by default `model_dir`;
+  a temporary directory on the workers that are not the chief).
+  """
+
+  def __init__(self, model_dir: str, keep: int = 3,
+               write_dir: Optional[str] = None):
     if keep < 1:
       raise ValueError(f'run.keep_checkpoints={keep} must be at least 1.')
     self.directory = os.path.join(model_dir, CHECKPOINT_DIR)
+    self.write_directory = os.path.join(write_dir or model_dir, CHECKPOINT_DIR)
     self.keep = keep
     self._manager = None
     self._progress_variables = None
@@ -169,7 +177,7 @@ class TrainingCheckpoint:
       objects['progress'] = tf.train.Checkpoint(**self._progress_variables)
     checkpoint = tf.train.Checkpoint(**objects)
     self._manager = tf.train.CheckpointManager(
-        checkpoint, self.directory, max_to_keep=self.keep)
+        checkpoint, self.write_directory, max_to_keep=self.keep)
 
   def restore(self, weights_only: bool = False) -> list[np.ndarray]:
     """Loads the newest checkpoint into the attached objects.
@@ -247,7 +255,7 @@ class CheckpointCallback(keras.callbacks.Callback):
     self.progress.step_in_epoch += 1
     ends_epoch = (self.progress.step_in_epoch >= self.progress.steps_per_epoch
                   or self.progress.global_step >= self.total_steps)
-    if self.watcher.requested:
+    if self._preempted():
       self._stop()
     elif self.progress.global_step % self.every_steps == 0 and not ends_epoch:
       # (An epoch's last step is saved at the epoch's end, after validation,
@@ -263,7 +271,7 @@ class CheckpointCallback(keras.callbacks.Callback):
   def _stop_evaluating_if_preempted(self):
     # Validation can outlast a preemption notice; what it would find is
     # thrown away anyway (the epoch is not finished or is saved already).
-    if self.watcher.requested:
+    if self._preempted():
       self.model.stop_evaluating = True
 
   def on_epoch_end(self, epoch, logs=None):
@@ -274,8 +282,14 @@ class CheckpointCallback(keras.callbacks.Callback):
       self.progress.step_in_epoch = 0
     # else `run.train_steps` ended the run inside this epoch.
     self.checkpoint.save(self.progress)
-    if self.watcher.requested:
+    if self._preempted():
       self._stop()
+
+  def _preempted(self) -> bool:
+    # Under multi-worker training all workers stop at the same step, even
+    # though SIGTERM may reach only one of them.
+    return multi_worker.any_worker(self.model.distribute_strategy,
+                                   self.watcher.requested)
 
   def _stop(self):
     if self.checkpoint.last_saved_step != self.progress.global_step:

@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from trainer.training import files
+from trainer.training import multi_worker
 
 METRICS_NAME = 'metrics.json'
 CONFUSION_NAME = 'confusion_matrix.png'
@@ -110,6 +111,7 @@ def predict_clips(model, dataset, *, eval_clips: int = 1
   with model.distribute_strategy.scope():
     wrapper = _ProbabilitiesAndLabels(model, eval_clips,
                                       name='probabilities_and_labels')
+  multi_worker.use_keras_fit(wrapper)
   # ((video, label),): Keras takes the single element as x and no y.
   outputs = wrapper.predict(
       dataset.map(lambda video, label: ((video, label),)), verbose=0)

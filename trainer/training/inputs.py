@@ -65,6 +65,7 @@ class VideoInputs:
   min_crop_area: float
   flip: bool
   shuffle_buffer: int
+  num_workers: int = 1
 
   @property
   def num_classes(self) -> int:
@@ -96,17 +97,21 @@ class VideoInputs:
   def eval_dataset(self, *, split: Optional[str] = None,
                    eval_clips: Optional[int] = None) -> tf.data.Dataset:
     """The evaluation split in manifest order, global batches (Keras
-    distributes it); `eval_clips` per video (defaults to the binding)."""
+    distributes it); `eval_clips` per video (defaults to the binding).
+
+    On one machine every replica's share comes from this one pipeline; with
+    several workers each one evaluates every `num_workers`-th share.
+    """
     dataset = pipeline.build_dataset(
         self.data_dir, split or self.eval_split, training=False,
         batch_size=self.eval_batch_size, num_frames=self.num_frames,
         frame_step=self.frame_step, image_size=self.image_size,
         eval_clips=eval_clips or self.eval_clips,
         eval_resize=self.eval_resize, drop_remainder=self.eval_drop_remainder)
-    # Every replica's batches come from this one pipeline (no file sharding).
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = (
-        tf.data.experimental.AutoShardPolicy.OFF)
+        tf.data.experimental.AutoShardPolicy.DATA if self.num_workers > 1
+        else tf.data.experimental.AutoShardPolicy.OFF)
     return dataset.with_options(options)
 
 
@@ -130,8 +135,9 @@ def _check_split(manifest: dict, split: str, binding: str,
                      f'{binding} to another split.')
 
 
-@gin.configurable(denylist=['num_replicas'])
+@gin.configurable(denylist=['num_replicas', 'num_workers'])
 def build_inputs(num_replicas: int = 1,
+                 num_workers: int = 1,
                  data_dir: str = gin.REQUIRED,
                  train_split: str = 'train',
                  eval_split: str = 'test',
@@ -151,6 +157,7 @@ def build_inputs(num_replicas: int = 1,
 
   Args:
     num_replicas: replicas of the strategy (set by the run).
+    num_workers: machines the replicas are on (set by the run).
     data_dir: a `movinet-prepare --output_dir` (local or gs://), or
       `@synthetic_data_dir()` for the embedded synthetic dataset.
     train_split: split trained on.
@@ -200,7 +207,7 @@ def build_inputs(num_replicas: int = 1,
       frame_step=frame_step, image_size=image_size, eval_clips=eval_clips,
       eval_resize=eval_resize, eval_drop_remainder=eval_drop_remainder,
       min_crop_area=min_crop_area, flip=flip,
-      shuffle_buffer=shuffle_buffer)
+      shuffle_buffer=shuffle_buffer, num_workers=num_workers)
   # Sampling arguments are checked where they are used; build one dataset
   # now so that a bad binding fails before anything is written.
   inputs.eval_dataset()

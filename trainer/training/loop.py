@@ -13,6 +13,8 @@
 
 Each epoch is one `fit` call on that epoch's fixed sequence of batches (see
 `VideoInputs.train_dataset`), started where the newest checkpoint left off.
+Under multi-worker training only the chief writes `model_dir`; the other
+workers make the same writes into a temporary directory (`multi_worker`).
 """
 
 import inspect
@@ -32,6 +34,7 @@ from trainer.training import evaluation
 from trainer.training import factories
 from trainer.training import files
 from trainer.training import inputs as inputs_lib
+from trainer.training import multi_worker
 from trainer.training import run_identity
 from trainer.training import summaries
 
@@ -197,10 +200,12 @@ def run(model_dir: str,
       raise ValueError(f'run.{name}={value} must be at least 1.')
   strategy = strategy or tf.distribute.get_strategy()
   inputs = inputs_lib.build_inputs(
-      num_replicas=strategy.num_replicas_in_sync)
+      num_replicas=strategy.num_replicas_in_sync,
+      num_workers=multi_worker.num_workers(strategy))
   recorded = run_identity.read(model_dir)
   if seed is None:
     seed = recorded['seed'] if recorded else random.randrange(2**31)
+    seed = multi_worker.agree(strategy, seed)  # the chief's draw
   identity = {
       'model_id': _setting(factories.build_model, 'model_id'),
       'stream': _setting(factories.build_model, 'stream'),
@@ -213,8 +218,8 @@ def run(model_dir: str,
   }
   factories.check_model_id(identity['model_id'])
   run_identity.check(model_dir, identity, recorded)
-  checkpoint = checkpointing.TrainingCheckpoint(model_dir, keep_checkpoints)
-  if mode == 'eval' and not checkpoint.latest():
+  if mode == 'eval' and not tf.train.latest_checkpoint(
+      os.path.join(model_dir, checkpointing.CHECKPOINT_DIR)):
     raise ValueError(f'--mode=eval found no checkpoint in {model_dir}; train '
                      'first (--mode=train), or point --model_dir at a run.')
 
@@ -230,40 +235,51 @@ def run(model_dir: str,
                                           total_steps=total_steps)
     compile_model(model, optimizer, inputs.num_classes, label_smoothing,
                   jit_compile)
+  multi_worker.use_keras_fit(model, strategy)
 
-  checkpoint.check_fits(model)
-  _check_model_dir(model_dir)  # the first write into model_dir
-  run_identity.write(model_dir, identity)
-  trained = False
-  if mode != 'eval':
-    trained = _train(model, inputs, strategy, model_dir, checkpoint,
-                     seed=seed, total_steps=total_steps,
-                     deterministic=deterministic,
-                     checkpoint_every_steps=checkpoint_every_steps,
-                     summary_every_steps=summary_every_steps,
-                     validate=validate, verbose=verbose)
-  if not trained:
-    checkpoint.attach(model, weights_only=True)
-    checkpoint.restore(weights_only=True)
-  final_model = os.path.join(model_dir, FINAL_MODEL)
-  if mode != 'eval' and (trained or not tf.io.gfile.exists(final_model)):
-    _save_keras(model, final_model)  # also when a rerun finds it missing
-    logging.info('Saved %s.', final_model)
-  if mode == 'train':
-    return None
-  progress = checkpoint.read_progress(steps_per_epoch)
-  return _evaluate(model, inputs, model_dir, progress.global_step)
+  with multi_worker.worker_write_dir(model_dir, strategy) as write_dir:
+    checkpoint = checkpointing.TrainingCheckpoint(model_dir, keep_checkpoints,
+                                                  write_dir)
+    checkpoint.check_fits(model)
+    _check_model_dir(write_dir)  # the first write
+    run_identity.write(write_dir, identity)
+    trained = False
+    if mode != 'eval':
+      trained = _train(model, inputs, strategy, write_dir, checkpoint,
+                       seed=seed, total_steps=total_steps,
+                       deterministic=deterministic,
+                       checkpoint_every_steps=checkpoint_every_steps,
+                       summary_every_steps=summary_every_steps,
+                       validate=validate, verbose=verbose)
+    if not trained:
+      checkpoint.attach(model, weights_only=True)
+      checkpoint.restore(weights_only=True)
+    # (Agreed, as the chief may write it while another worker looks.)
+    if mode != 'eval' and multi_worker.agree(strategy, int(
+        trained or not tf.io.gfile.exists(os.path.join(model_dir,
+                                                       FINAL_MODEL)))):
+      final_model = os.path.join(write_dir, FINAL_MODEL)
+      _save_keras(model, final_model)  # also when a rerun finds it missing
+      logging.info('Saved %s.', final_model)
+    if mode == 'train':
+      return None
+    progress = checkpoint.read_progress(steps_per_epoch)
+    return _evaluate(model, inputs, write_dir, progress.global_step)
 
 
 def _train(model, inputs, strategy, model_dir, checkpoint, *, seed,
            total_steps, deterministic, checkpoint_every_steps,
            summary_every_steps, validate, verbose) -> bool:
-  """Trains from the newest checkpoint to `total_steps`; True if it ran."""
+  """Trains from the newest checkpoint to `total_steps`; True if it ran.
+
+  `model_dir` is where this process writes (see `run`); the checkpoints are
+  read from `checkpoint.directory`.
+  """
   steps_per_epoch = inputs.steps_per_epoch
   progress = checkpoint.read_progress(steps_per_epoch)
   if progress.global_step >= total_steps:
-    logging.info('%s is trained already (%d of %d steps).', model_dir,
-                 progress.global_step, total_steps)
+    logging.info('%s is trained already (%d of %d steps).',
+                 checkpoint.directory, progress.global_step, total_steps)
     return False
   if progress.global_step:
     logging.info('Resuming at epoch %d, step %d of it (global step %d).',
@@ -312,7 +328,8 @@ def _train(model, inputs, strategy, model_dir, checkpoint, *, seed,
             f'Epoch {epoch + 1} yielded no training batch; the split '
             f'{inputs.train_split!r} may be shorter for some input pipeline '
             'than the manifest says. Prepare the data again.')
-  logging.info('Trained %d steps.', total_steps)
+  logging.info('Trained %d steps; weights fingerprint %s.', total_steps,
+               multi_worker.weights_fingerprint(model))
   return True
 
 

@@ -10,6 +10,8 @@
   all-reduced each step. Without GPUs it mirrors over the logical CPU devices
   (tests use two to check that replicas add up to one).
 - `tpu`: every core of the TPU named by `--tpu` ('local' on a TPU VM).
+- `multi_worker`: every GPU (or the CPU) of several machines, described by
+  `TF_CONFIG` or a SLURM allocation (`multi_worker`).
 
 Global batch size: the `batch_size` binding is the GLOBAL batch; each step
 splits it evenly over `strategy.num_replicas_in_sync` replicas, so it must be
@@ -23,7 +25,10 @@ from typing import Callable, Optional
 from absl import logging
 import tensorflow as tf
 
-STRATEGIES = ('auto', 'cpu', 'one_device', 'mirrored', 'tpu')
+from trainer.training import multi_worker
+
+STRATEGIES = ('auto', 'cpu', 'one_device', 'mirrored', 'tpu', 'multi_worker')
+DEFAULT_CLUSTER_TIMEOUT = 600  # seconds
 
 
 class StrategyError(ValueError):
@@ -86,20 +91,33 @@ _BUILDERS: dict[str, Callable[[Optional[str]], tf.distribute.Strategy]] = {
 }
 
 
-def build_strategy(name: str, tpu: Optional[str] = None
+def build_strategy(name: str, tpu: Optional[str] = None,
+                   cluster_timeout: float = DEFAULT_CLUSTER_TIMEOUT
                    ) -> tf.distribute.Strategy:
   """Returns the strategy `--strategy=name` asks for (see the module doc).
 
+  Args:
+    name: one of `STRATEGIES`.
+    tpu: the TPU's name or address, for `tpu` and `auto`.
+    cluster_timeout: seconds `multi_worker` waits for all workers to join.
+
   Raises:
-    StrategyError: an unknown name, or a TPU that cannot be reached.
+    StrategyError: an unknown name, a TPU that cannot be reached, or a
+      missing or wrong cluster description for `multi_worker`.
   """
-  if name not in _BUILDERS:
+  if name not in STRATEGIES:
     raise StrategyError(f'--strategy={name!r} is not supported; use one of '
                         f'{", ".join(STRATEGIES)}.')
   if tpu and name not in ('auto', 'tpu'):
     raise StrategyError(f'--tpu={tpu!r} only goes with --strategy=tpu or '
                         f'auto, not --strategy={name}.')
-  strategy = _BUILDERS[name](tpu)
+  if name == 'multi_worker':
+    try:
+      strategy = multi_worker.build_strategy(cluster_timeout)
+    except multi_worker.ClusterError as error:
+      raise StrategyError(str(error)) from error
+  else:
+    strategy = _BUILDERS[name](tpu)
   logging.info('Strategy %s with %d replica(s).', type(strategy).__name__,
                strategy.num_replicas_in_sync)
   return strategy
