@@ -1,0 +1,240 @@
+"""--strategy=multi_worker: two worker processes on 127.0.0.1.
+
+The runs use synchronized BatchNorm (otherwise each worker keeps its own
+moving statistics), no dropout (masks are drawn per replica), SGD and a
+record shuffle buffer of 1. The data has two training shards, so each worker
+reads one, and a global batch of 4 is the same four clips for two workers as
+for one process: the loss curves must then agree up to float rounding.
+"""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+from tensorboard.backend.event_processing import event_accumulator
+from tensorboard.util import tensor_util
+
+from tests.training import run_helpers as runs
+from trainer.training import multi_worker
+from trainer.training.checkpointing import EXIT_PREEMPTED
+
+LOSS_TOLERANCE = 1e-5  # measured: at most 5e-7 over 16 steps
+WEIGHT_TOLERANCE = 1e-4  # measured: 1.3e-5 on weights up to 3.4, after 16 steps
+# A dead worker is noticed by TensorFlow's heartbeats (~10 s); allow for a
+# loaded machine.
+LOST_WORKER_BOUND = 60  # seconds
+JOIN_TIMEOUT = 10  # seconds, --cluster_timeout of the unreachable test
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory):
+  return runs.prepare_tiny(tmp_path_factory.mktemp('data'), num_shards=2)
+
+
+def _bindings(data_dir, **overrides):
+  return runs.tiny_bindings(
+      data_dir, **{'build_model.use_sync_bn': True,
+                   'build_model.dropout_rate': 0.0,
+                   'build_inputs.shuffle_buffer': 1,
+                   'build_optimizer.name': "'sgd'"} | overrides)
+
+
+def _free_ports(count):
+  sockets = [socket.socket() for _ in range(count)]
+  for s in sockets:
+    s.bind(('127.0.0.1', 0))
+  ports = [s.getsockname()[1] for s in sockets]
+  for s in sockets:
+    s.close()
+  return ports
+
+
+def _tf_config(ports, index):
+  return json.dumps({
+      'cluster': {'worker': [f'127.0.0.1:{port}' for port in ports]},
+      'task': {'type': 'worker', 'index': index}})
+
+
+def _start_workers(model_dir, bindings, env, *flags, count=2):
+  ports = _free_ports(count)
+  return [
+      subprocess.Popen(
+          runs.command(model_dir, bindings, '--strategy=multi_worker',
+                       '--cluster_timeout=300', *flags),
+          env=dict(env, TF_CONFIG=_tf_config(ports, index)),
+          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+      for index in range(count)]
+
+
+def _finish(workers, timeout=600):
+  outputs = [worker.communicate(timeout=timeout)[0] for worker in workers]
+  return [worker.returncode for worker in workers], outputs
+
+
+def _fingerprint(output):
+  return re.findall(r'weights fingerprint (\w+)', output)[-1]
+
+
+def _losses(model_dir):
+  accumulator = event_accumulator.EventAccumulator(
+      str(model_dir / 'train'), size_guidance={event_accumulator.TENSORS: 0})
+  accumulator.Reload()
+  return {event.step: float(tensor_util.make_ndarray(event.tensor_proto))
+          for event in accumulator.Tensors('loss')}
+
+
+@pytest.fixture(scope='module')
+def one_process(tmp_path_factory, data_dir, env):
+  model_dir = tmp_path_factory.mktemp('one_process')
+  result = runs.train(model_dir, _bindings(data_dir), '--strategy=cpu',
+                      env=env)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return model_dir
+
+
+@pytest.fixture(scope='module')
+def two_workers(tmp_path_factory, data_dir, env):
+  model_dir = tmp_path_factory.mktemp('two_workers')
+  codes, outputs = _finish(_start_workers(model_dir, _bindings(data_dir), env))
+  assert codes == [0, 0], '\n\n'.join(o[-3000:] for o in outputs)
+  return model_dir, outputs
+
+
+def test_both_workers_end_with_identical_weights(two_workers):
+  _, outputs = two_workers
+  assert _fingerprint(outputs[0]) == _fingerprint(outputs[1])
+
+
+def test_loss_curve_and_weights_match_one_process(two_workers, one_process):
+  model_dir, _ = two_workers
+  expected, measured = _losses(one_process), _losses(model_dir)
+  assert sorted(measured) == sorted(expected) == list(range(2, 17, 2))
+  for step, loss in expected.items():
+    assert abs(measured[step] - loss) <= LOSS_TOLERANCE, step
+  assert runs.max_difference(runs.final_variables(model_dir),
+                             runs.final_variables(one_process)
+                             ) <= WEIGHT_TOLERANCE
+
+
+def test_only_the_chief_writes_model_dir(two_workers):
+  model_dir, outputs = two_workers
+  for name in ('run.json', 'operative_config.gin', 'best_model.keras',
+               'final_model.keras', 'eval/metrics.json',
+               'checkpoints/ckpt-16.index'):
+    assert (model_dir / name).is_file(), name
+  metrics = json.loads((model_dir / 'eval/metrics.json').read_text())
+  assert metrics['num_clips'] == 16  # each test clip once, not per worker
+  assert len(list((model_dir / 'train').glob('events.*'))) == 2  # chief's
+  worker_dirs = re.findall(r'Saved (\S+)/final_model\.keras', outputs[1])
+  assert worker_dirs and str(model_dir) not in worker_dirs[0]
+  assert not os.path.exists(worker_dirs[0])  # removed at the end
+
+
+def _wait_for_checkpoint_after(model_dir, step, workers, timeout=300):
+  """Waits for a checkpoint numbered above `step` in `model_dir`."""
+  deadline = time.monotonic() + timeout
+  pattern = re.compile(r'ckpt-(\d+)\.index$')
+  while True:
+    names = os.listdir(model_dir / 'checkpoints') if (
+        model_dir / 'checkpoints').is_dir() else []
+    if any(int(m.group(1)) > step for m in map(pattern.search, names) if m):
+      return
+    assert all(w.poll() is None for w in workers), 'a worker exited first'
+    assert time.monotonic() < deadline, f'no checkpoint after step {step}'
+    time.sleep(0.05)
+
+
+def test_preemption_and_a_killed_worker_then_resume_ends_equal(
+    two_workers, data_dir, env, tmp_path):
+  bindings = _bindings(data_dir, **{'run.validate': False})
+  model_dir = tmp_path / 'run'
+
+  # SIGTERM reaches one worker: both save the same step and exit 75.
+  workers = _start_workers(model_dir, bindings, env, '--mode=train')
+  _wait_for_checkpoint_after(model_dir, 0, workers)
+  workers[1].send_signal(signal.SIGTERM)
+  codes, outputs = _finish(workers)
+  assert codes == [EXIT_PREEMPTED] * 2, '\n\n'.join(outputs)
+  steps = [int(re.search(r'Stopped by SIGTERM at global step (\d+)',
+                         output).group(1)) for output in outputs]
+  assert steps[0] == steps[1] < 16, steps
+
+  # A worker is killed: the other stops with a clear error, in bounded time.
+  workers = _start_workers(model_dir, bindings, env, '--mode=train')
+  _wait_for_checkpoint_after(model_dir, steps[0], workers)
+  workers[1].kill()
+  started = time.monotonic()
+  workers[0].wait(timeout=LOST_WORKER_BOUND)
+  stopped_after = time.monotonic() - started
+  codes, outputs = _finish(workers)
+  assert codes == [multi_worker.EXIT_CLUSTER_FAILURE, -signal.SIGKILL], (
+      outputs[0][-3000:])
+  assert 'movinet-train: error: lost contact with another worker' in (
+      outputs[0]), outputs[0][-3000:]
+  assert stopped_after < LOST_WORKER_BOUND
+
+  # Both started again: they resume and end where an uninterrupted run ends.
+  codes, outputs = _finish(_start_workers(model_dir, bindings, env,
+                                          '--mode=train'))
+  assert codes == [0, 0], '\n\n'.join(o[-3000:] for o in outputs)
+  assert 'Resuming at' in outputs[0]
+  reference_dir, reference_outputs = two_workers
+  assert _fingerprint(outputs[0]) == _fingerprint(outputs[1])
+  assert runs.max_difference(runs.final_variables(model_dir),
+                             runs.final_variables(reference_dir)) <= 1e-6
+
+
+def test_a_worker_alone_gives_up_after_the_cluster_timeout(data_dir, env,
+                                                           tmp_path):
+  ports = _free_ports(2)
+  started = time.monotonic()
+  result = subprocess.run(
+      runs.command(tmp_path / 'run', _bindings(data_dir),
+                   '--strategy=multi_worker',
+                   f'--cluster_timeout={JOIN_TIMEOUT}'),
+      env=dict(env, TF_CONFIG=_tf_config(ports, 0)), capture_output=True,
+      text=True, timeout=JOIN_TIMEOUT + 120)
+  assert result.returncode != 0
+  assert time.monotonic() - started < JOIN_TIMEOUT + 60
+  assert ('could not join the cluster 127.0.0.1:' in result.stderr
+          and f'--cluster_timeout={JOIN_TIMEOUT} s' in result.stderr), (
+              result.stderr[-3000:])
+  assert not (tmp_path / 'run').exists()  # nothing written
+
+
+@pytest.mark.parametrize('tf_config, problem', [
+    ('{"cluster": ', 'is not valid JSON'),
+    ('[]', 'is not a JSON object'),
+    ('{"task": {"type": "worker", "index": 0}}', 'has no "cluster"'),
+    ('{"cluster": {"worker": ["a:1"], "ps": ["b:2"]}, '
+     '"task": {"type": "worker", "index": 0}}', "has job(s) ['ps']"),
+    ('{"cluster": {"worker": ["a"]}, "task": {"type": "worker", "index": 0}}',
+     'is not a list of "host:port"'),
+    ('{"cluster": {"worker": ["a:1"]}}', 'has no "task"'),
+    ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "chief", '
+     '"index": 0}}', "task type 'chief' is not a job"),
+    ('{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", '
+     '"index": 2}}', 'task index 2 is not in 0..1'),
+])
+def test_a_wrong_tf_config_is_named(tf_config, problem):
+  with pytest.raises(multi_worker.ClusterError, match=re.escape(problem)):
+    multi_worker.check_tf_config(tf_config)
+
+
+def test_a_wrong_tf_config_is_one_line_and_exit_1(data_dir, env, tmp_path):
+  result = subprocess.run(
+      runs.command(tmp_path / 'run', _bindings(data_dir),
+                   '--strategy=multi_worker'),
+      env=dict(env, TF_CONFIG='{"cluster": {"worker": ["127.0.0.1:1"]}, '
+               '"task": {"type": "worker", "index": 1}}'),
+      capture_output=True, text=True, timeout=120)
+  assert result.returncode == 1
+  errors = [line for line in result.stderr.splitlines()
+            if line.startswith('movinet-train: error:')]
+  assert len(errors) == 1 and 'task index 1 is not in 0..0' in errors[0]
+  assert not (tmp_path / 'run').exists()
