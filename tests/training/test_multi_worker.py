@@ -238,3 +238,23 @@ def test_a_wrong_tf_config_is_one_line_and_exit_1(data_dir, env, tmp_path):
             if line.startswith('movinet-train: error:')]
   assert len(errors) == 1 and 'task index 1 is not in 0..0' in errors[0]
   assert not (tmp_path / 'run').exists()
+
+
+def test_a_slurm_allocation_gives_the_cluster(monkeypatch):
+  monkeypatch.delenv('TF_CONFIG', raising=False)
+  for name, value in {'SLURM_JOB_ID': '7', 'SLURM_PROCID': '1',
+                      'SLURM_STEP_NUM_TASKS': '2',
+                      'SLURM_STEP_NODELIST': 'node[1-2]',
+                      'SLURM_STEP_TASKS_PER_NODE': '1(x2)'}.items():
+    monkeypatch.setenv(name, value)
+  resolver = multi_worker.cluster_resolver()
+  assert resolver.cluster_spec().as_dict() == {
+      'worker': ['node1:8888', 'node2:8888']}
+  assert (resolver.task_type, resolver.task_id) == ('worker', 1)
+
+
+def test_no_cluster_description_is_named(monkeypatch):
+  monkeypatch.delenv('TF_CONFIG', raising=False)
+  monkeypatch.delenv('SLURM_JOB_ID', raising=False)
+  with pytest.raises(multi_worker.ClusterError, match='needs TF_CONFIG'):
+    multi_worker.cluster_resolver()

@@ -124,11 +124,16 @@ def cluster_resolver() -> tf.distribute.cluster_resolver.ClusterResolver:
     check_tf_config(os.environ['TF_CONFIG'])
     return tf.distribute.cluster_resolver.TFConfigClusterResolver()
   if 'SLURM_JOB_ID' in os.environ:
+    # One task per node, using all of the node's GPUs. (The resolver only
+    # books GPUs here, as auto_set_gpu is off; it cannot count zero.)
     try:
-      return tf.distribute.cluster_resolver.SlurmClusterResolver()
+      return tf.distribute.cluster_resolver.SlurmClusterResolver(
+          gpus_per_node=max(1, len(tf.config.list_physical_devices('GPU'))),
+          auto_set_gpu=False)
     except (RuntimeError, ValueError, KeyError, OSError) as error:
       raise ClusterError(f'The SLURM allocation cannot be read ({error}); '
-                         'run inside `srun`, or set TF_CONFIG.') from error
+                         'start one task per node with `srun`, or set '
+                         'TF_CONFIG.') from error
   raise ClusterError('--strategy=multi_worker needs TF_CONFIG (the cluster '
                      'and this machine\'s task) or a SLURM job; start the '
                      'workers with launch/multi_worker.sh.')
