@@ -63,7 +63,10 @@ def run_main(argv: list[str]) -> None:
 def scenario(local_data: str, ram_root: str, passed: list[str]) -> dict:
   data_dir, model_dir = f'{ram_root}/data', f'{ram_root}/run'
   copy_tree(local_data, data_dir)
-  common = ['movinet-train', f'--model_dir={model_dir}', *passed]
+  # --verbosity=0 (INFO) explicitly: absl's app.run turns INFO on only in
+  # its first call of a process.
+  common = ['movinet-train', f'--model_dir={model_dir}', '--verbosity=0',
+            *passed]
   run_main(common + ['--gin_bindings=run.train_steps = 2'])
   run_main(common + ['--gin_bindings=run.train_steps = 4'])
   metrics_path = f'{model_dir}/eval/metrics.json'

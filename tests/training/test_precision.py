@@ -18,11 +18,29 @@ from tensorboard.util import tensor_util
 
 from tests.training import run_helpers as runs
 import trainer.training  # noqa: F401  (registers the loss for load_model)
+from trainer.model import build_movinet_classifier
 from trainer.training import evaluation
 
 LOW_PRECISION = {'mixed_float16': 'float16', 'mixed_bfloat16': 'bfloat16'}
 VIDEO = np.random.default_rng(0).uniform(size=(2, 4, 32, 32, 3)).astype(
     np.float32)
+
+
+@pytest.mark.parametrize('stream', [False, True])
+def test_a_model_loaded_under_float32_keeps_its_policy_in_every_layer(
+    tmp_path, stream):
+  # The root cause of a loaded model computing in float32: sublayers made
+  # in `__init__`/`build` took the global policy instead of their parent's.
+  model = build_movinet_classifier('a0', 3, stream=stream,
+                                   dtype='mixed_bfloat16')
+  path = tmp_path / 'model.keras'
+  model.save(path)
+  for candidate in (model, keras.saving.load_model(path)):
+    layers = list(candidate._flatten_layers())
+    assert {layer.dtype_policy.name for layer in layers} == {
+        'mixed_bfloat16'}
+    assert candidate(VIDEO).dtype == 'float32'
+    assert candidate.backbone(VIDEO)[0].dtype == 'bfloat16'
 
 
 def _bindings(data_dir, policy, train_steps):
@@ -37,11 +55,12 @@ def _bindings(data_dir, policy, train_steps):
 @pytest.fixture(scope='module', params=sorted(LOW_PRECISION))
 def policy_run(request, tmp_path_factory, data_dir, env):
   """(policy, model_dir, first run's checkpoint values, resume's stderr):
-  2 steps of training only, then a rerun to 4 steps that evaluates."""
+  2 steps of training only (no validation), then a rerun to 4 steps that
+  validates and evaluates."""
   policy = request.param
   model_dir = tmp_path_factory.mktemp(policy)
-  result = runs.train(model_dir, _bindings(data_dir, policy, 2),
-                      '--mode=train', env=env)
+  result = runs.train(model_dir, _bindings(data_dir, policy, 2) + [
+      'run.validate = False'], '--mode=train', env=env)
   assert result.returncode == 0, result.stderr[-3000:]
   first = runs.final_variables(model_dir)
   result = runs.train(model_dir, _bindings(data_dir, policy, 4), env=env)

@@ -247,7 +247,7 @@ def _replica_sum(strategy: tf.distribute.Strategy):
   """A compiled sum over all replicas of an int64 scalar (of replica 0's
   alone if `first_only`); compiled, as eager collectives are slow."""
 
-  @tf.function
+  @tf.function(autograph=False)  # no Python control flow to convert
   def replica_sum(value, first_only):
 
     def contribution():
