@@ -16,6 +16,7 @@ import subprocess
 import time
 
 import pytest
+import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.util import tensor_util
 
@@ -99,8 +100,11 @@ def one_process(tmp_path_factory, data_dir, env):
 
 @pytest.fixture(scope='module')
 def two_workers(tmp_path_factory, data_dir, env):
+  """An uninterrupted run that keeps a checkpoint of every step."""
   model_dir = tmp_path_factory.mktemp('two_workers')
-  codes, outputs = _finish(_start_workers(model_dir, _bindings(data_dir), env))
+  bindings = _bindings(data_dir, **{'run.checkpoint_every_steps': 1,
+                                    'run.keep_checkpoints': 20})
+  codes, outputs = _finish(_start_workers(model_dir, bindings, env))
   assert codes == [0, 0], '\n\n'.join(o[-3000:] for o in outputs)
   return model_dir, outputs
 
@@ -149,24 +153,22 @@ def _wait_for_checkpoint_after(model_dir, step, workers, timeout=300):
     time.sleep(0.05)
 
 
-def test_preemption_and_a_killed_worker_then_resume_ends_equal(
+def _variables_at(model_dir, step):
+  """Model and optimizer variables of checkpoint `step`."""
+  reader = tf.train.load_checkpoint(str(model_dir / f'checkpoints/ckpt-{step}'))
+  return {name: reader.get_tensor(name)
+          for name in reader.get_variable_to_shape_map()
+          if name.startswith(('model/', 'optimizer/'))}
+
+
+def test_a_killed_worker_then_preemption_then_resume_matches(
     two_workers, data_dir, env, tmp_path):
   bindings = _bindings(data_dir, **{'run.validate': False})
   model_dir = tmp_path / 'run'
 
-  # SIGTERM reaches one worker: both save the same step and exit 75.
-  workers = _start_workers(model_dir, bindings, env, '--mode=train')
-  _wait_for_checkpoint_after(model_dir, 0, workers)
-  workers[1].send_signal(signal.SIGTERM)
-  codes, outputs = _finish(workers)
-  assert codes == [EXIT_PREEMPTED] * 2, '\n\n'.join(outputs)
-  steps = [int(re.search(r'Stopped by SIGTERM at global step (\d+)',
-                         output).group(1)) for output in outputs]
-  assert steps[0] == steps[1] < 16, steps
-
   # A worker is killed: the other stops with a clear error, in bounded time.
   workers = _start_workers(model_dir, bindings, env, '--mode=train')
-  _wait_for_checkpoint_after(model_dir, steps[0], workers)
+  _wait_for_checkpoint_after(model_dir, 0, workers)
   workers[1].kill()
   started = time.monotonic()
   workers[0].wait(timeout=LOST_WORKER_BOUND)
@@ -177,16 +179,23 @@ def test_preemption_and_a_killed_worker_then_resume_ends_equal(
   assert 'movinet-train: error: lost contact with another worker' in (
       outputs[0]), outputs[0][-3000:]
   assert stopped_after < LOST_WORKER_BOUND
+  resumed_from = int(tf.train.latest_checkpoint(
+      str(model_dir / 'checkpoints')).rsplit('-', 1)[1])
 
-  # Both started again: they resume and end where an uninterrupted run ends.
-  codes, outputs = _finish(_start_workers(model_dir, bindings, env,
-                                          '--mode=train'))
-  assert codes == [0, 0], '\n\n'.join(o[-3000:] for o in outputs)
-  assert 'Resuming at' in outputs[0]
-  reference_dir, reference_outputs = two_workers
-  assert _fingerprint(outputs[0]) == _fingerprint(outputs[1])
-  assert runs.max_difference(runs.final_variables(model_dir),
-                             runs.final_variables(reference_dir)) <= 1e-6
+  # Both started again resume; SIGTERM reaches one: both save the same step
+  # and exit 75, and that step's state is the uninterrupted run's.
+  workers = _start_workers(model_dir, bindings, env, '--mode=train')
+  _wait_for_checkpoint_after(model_dir, resumed_from, workers)
+  workers[1].send_signal(signal.SIGTERM)
+  codes, outputs = _finish(workers)
+  assert codes == [EXIT_PREEMPTED] * 2, '\n\n'.join(outputs)
+  assert f'(global step {resumed_from})' in outputs[0]  # "Resuming at ..."
+  steps = [int(re.search(r'Stopped by SIGTERM at global step (\d+)',
+                         output).group(1)) for output in outputs]
+  assert resumed_from < steps[0] == steps[1] < 16, (resumed_from, steps)
+  reference_dir, _ = two_workers
+  assert runs.max_difference(_variables_at(model_dir, steps[0]),
+                             _variables_at(reference_dir, steps[0])) <= 1e-6
 
 
 def test_a_worker_alone_gives_up_after_the_cluster_timeout(data_dir, env,

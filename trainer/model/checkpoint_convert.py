@@ -163,7 +163,10 @@ def load_official_checkpoint(model: MovinetClassifier,
                      '(build_movinet_classifier returns a built model).')
   prefix = resolve_checkpoint(source, cache_dir=cache_dir)
   try:
-    reader = tf.train.load_checkpoint(prefix)
+    # Not tf.train.load_checkpoint: it asks first whether `prefix` is a
+    # directory, which a filesystem without real directories (ram://)
+    # affirms for any prefix of a file name.
+    reader = tf.compat.v1.train.NewCheckpointReader(prefix)
     shapes = reader.get_variable_to_shape_map()
   except (tf.errors.OpError, ValueError) as error:
     raise ValueError(f'Cannot read checkpoint {source!r} ({prefix}): '

@@ -78,6 +78,17 @@ class PreemptionWatcher:
     signal.signal(signal.SIGTERM, self._previous)
 
 
+def _reader(prefix: str):
+  """A reader of the checkpoint `prefix`.
+
+  Not `tf.train.load_checkpoint`, which first asks whether `prefix` is a
+  directory: a file system without real directories (TensorFlow's ram://,
+  which the tests use in place of gs://) says yes to any prefix of a file's
+  name ('ckpt-2' of 'ckpt-2.index').
+  """
+  return tf.compat.v1.train.NewCheckpointReader(prefix)
+
+
 def _by_path(variables) -> dict[str, tf.Variable]:
   """The backing TensorFlow variables of Keras variables, keyed by path.
 
@@ -123,7 +134,7 @@ class TrainingCheckpoint:
     progress = Progress(steps_per_epoch)
     latest = self.latest()
     if latest:
-      reader = tf.train.load_checkpoint(latest)
+      reader = _reader(latest)
       for key in _PROGRESS_KEYS:
         value = reader.get_tensor(f'progress/{key}{_VALUE_SUFFIX}')
         setattr(progress, key, type(getattr(progress, key))(value))
@@ -138,7 +149,7 @@ class TrainingCheckpoint:
       return
     # Checkpoint keys escape '.' in object names as '..'.
     saved = {name[len('model/'):-len(_VALUE_SUFFIX)].replace('..', '.'): shape
-             for name, shape in tf.train.load_checkpoint(latest)
+             for name, shape in _reader(latest)
              .get_variable_to_shape_map().items()
              if name.startswith('model/') and name.endswith(_VALUE_SUFFIX)}
     wanted = {name: list(variable.shape)
