@@ -1,12 +1,11 @@
 """movinet-train under mixed precision, in subprocesses, on tiny data.
 
-Each policy trains 2 steps, then a rerun resumes to 4 (and evaluates): the
+Each policy trains 2 steps, then a rerun resumes to 4: the
 layers compute in float16 / bfloat16, the logits, loss and predictions stay
 float32, and the optimizer's state (for float16 the loss scale and its step
 counter) survives the checkpoint.
 """
 
-import json
 import os
 
 import keras
@@ -55,15 +54,16 @@ def _bindings(data_dir, policy, train_steps):
 @pytest.fixture(scope='module', params=sorted(LOW_PRECISION))
 def policy_run(request, tmp_path_factory, data_dir, env):
   """(policy, model_dir, first run's checkpoint values, resume's stderr):
-  2 steps of training only (no validation), then a rerun to 4 steps that
-  validates and evaluates."""
+  2 steps of training, then a rerun to 4 steps (neither validates: the
+  predictions are checked in the tests)."""
   policy = request.param
   model_dir = tmp_path_factory.mktemp(policy)
   result = runs.train(model_dir, _bindings(data_dir, policy, 2) + [
       'run.validate = False'], '--mode=train', env=env)
   assert result.returncode == 0, result.stderr[-3000:]
   first = runs.final_variables(model_dir)
-  result = runs.train(model_dir, _bindings(data_dir, policy, 4), env=env)
+  result = runs.train(model_dir, _bindings(data_dir, policy, 4) + [
+      'run.validate = False'], '--mode=train', env=env)
   assert result.returncode == 0, result.stderr[-3000:]
   return policy, model_dir, first, result.stderr
 
@@ -105,8 +105,8 @@ def test_layers_compute_low_precision_and_logits_are_float32(policy_run):
   assert np.all(np.isfinite(logits))
 
 
-def test_predictions_and_metrics_are_float32(policy_run):
-  policy, model_dir, _, _ = policy_run
+def test_predictions_are_float32(policy_run):
+  _, model_dir, _, _ = policy_run
   model = keras.saving.load_model(model_dir / 'final_model.keras')
   dataset = tf.data.Dataset.from_tensor_slices(
       (VIDEO, np.array([0, 1], np.int32))).batch(2)
@@ -114,10 +114,6 @@ def test_predictions_and_metrics_are_float32(policy_run):
   assert probabilities.dtype == np.float32 and labels.tolist() == [0, 1]
   np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-6)
 
-  metrics = json.loads((model_dir / 'eval/metrics.json').read_text())
-  assert metrics['num_clips'] == 16, policy
-  for key in ('top1', 'top5', 'mean_class_accuracy'):
-    assert 0.0 <= metrics[key] <= 1.0
 
 
 def test_optimizer_state_round_trips_through_the_checkpoint(policy_run):
