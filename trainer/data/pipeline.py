@@ -351,7 +351,9 @@ def build_dataset(data_dir: str,
       Shuffles and augmentation are seeded from `(seed, epoch)` and do not
       change between iterations, and records are read in a fixed order, so
       the same epoch always holds the same clips in the same batches, in the
-      same order (whatever `deterministic` says). Needs a `seed`.
+      same order (whatever `deterministic` says). A clip's augmentation
+      depends only on `(seed, epoch)` and its file name, not on the input
+      pipeline or position that reads it. Needs a `seed`.
     skip_steps: training only: start `skip_steps` global batches into the
       epoch, skipping their records before any decoding (resuming after
       preemption). Each clip keeps its own augmentation seed, so the clips
