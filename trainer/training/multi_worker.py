@@ -35,6 +35,7 @@ Both workarounds are confined to the model objects `use_keras_fit` is given;
 nothing in Keras is patched globally.
 """
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -222,24 +223,19 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
   return bool(strategy.extended.should_checkpoint)
 
 
-class worker_write_dir:  # pylint: disable=invalid-name
-  """`model_dir` on the chief; elsewhere a temporary directory, removed on
-  exit, for the writes every worker must make (see the module docstring)."""
-
-  def __init__(self, model_dir: str, strategy: tf.distribute.Strategy):
-    self.model_dir = model_dir
-    self.chief = is_chief(strategy)
-    self._temporary = None
-
-  def __enter__(self) -> str:
-    if self.chief:
-      return self.model_dir
-    self._temporary = tempfile.mkdtemp(prefix='movinet-worker-')
-    return self._temporary
-
-  def __exit__(self, *exc_info):
-    if self._temporary:
-      shutil.rmtree(self._temporary, ignore_errors=True)
+@contextlib.contextmanager
+def worker_write_dir(model_dir: str, strategy: tf.distribute.Strategy):
+  """Yields `model_dir` on the chief; elsewhere a temporary directory,
+  removed on exit, for the writes every worker must make (see the module
+  docstring)."""
+  if is_chief(strategy):
+    yield model_dir
+    return
+  temporary = tempfile.mkdtemp(prefix='movinet-worker-')
+  try:
+    yield temporary
+  finally:
+    shutil.rmtree(temporary, ignore_errors=True)
 
 
 @functools.lru_cache(maxsize=None)
