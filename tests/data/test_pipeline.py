@@ -113,6 +113,7 @@ def test_missing_inputs_name_path_and_fix(tmp_path, problem):
 
 @pytest.mark.parametrize('argument,value', [('batch_size', 0),
                                             ('eval_resize', 'stretch'),
+                                            ('train_resize', 'stretch'),
                                             ('min_crop_area', 0.0)])
 def test_bad_arguments_are_named(prepared, argument, value):
   kwargs = {'training': False, 'batch_size': 2, argument: value}
@@ -250,6 +251,29 @@ def test_train_batches_sample_spaced_frames_from_a_random_start(prepared, flip):
     assert len(set(slopes)) == 1
     if not flip:
       assert slopes[0] == 1
+
+
+def test_train_resize_pad_is_the_tutorials_whole_padded_frame(prepared):
+  # The tutorial's training input: each sampled frame through
+  # tf.image.resize_with_pad, nothing cropped, nothing flipped.
+  dataset = pipeline.build_dataset(
+      prepared, 'train', training=True, batch_size=6, num_frames=4,
+      frame_step=5, image_size=SIZE, seed=3, train_resize='pad', flip=False)
+  videos, labels = _collect(dataset)
+  assert videos.shape == (6, 4, SIZE, SIZE, 3)
+  for video, label in zip(videos, labels):
+    indices = _frame_indices(video)
+    if label != 2:
+      assert 0 <= indices[0] <= 4
+    frames = np.stack([_frame(t) for t in indices])
+    expected = tf.image.resize_with_pad(
+        tf.image.convert_image_dtype(frames, tf.float32), SIZE, SIZE).numpy()
+    # Equal up to JPEG rounding; 48x64 letterboxed: rows 0..3 black.
+    np.testing.assert_allclose(video, expected, atol=6 / 255)
+    assert video[:, :4].max() == 0 and video[:, -4:].max() == 0
+    # The whole width is there: red runs from 0 to 255 in every frame.
+    assert video[:, SIZE // 2, 0, 0].max() < 8 / 255
+    assert video[:, SIZE // 2, -1, 0].min() > 247 / 255
 
 
 @pytest.mark.parametrize('eval_resize', ['crop', 'pad'])

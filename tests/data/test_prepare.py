@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests import ucf101_fixture as ucf
 from tests.local_http import LocalHttpServer, RangeHandler
 from trainer.data import prepare as prepare_lib
 from trainer.data import prepare_settings
@@ -167,22 +168,12 @@ def test_folder_bad_inputs_are_skipped_with_reasons(videos, tmp_path, caplog):
 
 
 def _write_ucf101_zip(path, videos, members):
-  """A UCF101-like zip: `members` {name: source video path or bytes}."""
+  """A zip of exactly `members` {name: source video path or bytes}."""
   with zipfile.ZipFile(path, 'w') as archive:
     for name, data in members.items():
       info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
       archive.writestr(info, data if isinstance(data, bytes)
                        else (videos / data).read_bytes())
-
-
-def _ucf101_members(videos):
-  members = {}
-  for label, ucf in (('moving_left', 'MovingLeft'), ('moving_up', 'MovingUp')):
-    files = sorted((videos / 'moving_left').iterdir())
-    for index, group in enumerate((1, 2, 8, 9, 10, 12)):
-      members[f'UCF101/{ucf}/v_{ucf}_g{group:02d}_c01.avi'] = (
-          files[index].relative_to(videos))
-  return members
 
 
 @pytest.fixture
@@ -194,25 +185,69 @@ def www(tmp_path):
   server.stop()
 
 
-def test_ucf101_group_split_keeps_groups_apart(videos, www, tmp_path):
-  root, url = www
-  _write_ucf101_zip(root / 'ucf.zip', videos, _ucf101_members(videos))
-  out = tmp_path / 'out'
-  manifest = prepare_lib.prepare(
-      str(out), source='ucf101', ucf101_url=f'{url}/ucf.zip', split_by='group',
-      short_side=SHORT_SIDE, shard_clips=4, workers=2)
-  groups = {}
+def _record_names(out, manifest):
+  """`{split: [(file name, label text, frames)]}` read from the shards."""
+  found = {}
   for split, entry in manifest['splits'].items():
-    groups[split] = set()
+    found[split] = []
     for shard in entry['shards']:
       for record in _records(out / shard['file']):
-        name = schema.parse_clip(record)['filename'].numpy().decode()
-        groups[split].add(name.split('_')[-2])
-  assert groups == {'train': {'g08', 'g09', 'g10', 'g12'},
-                    'test': {'g01', 'g02'}}
-  assert manifest['labels'] == ['MovingLeft', 'MovingUp']
-  assert manifest['splits']['test']['num_clips'] == 4
+        clip = schema.parse_clip(record)
+        found[split].append((clip['filename'].numpy().decode(),
+                             clip['label_text'].numpy().decode(),
+                             int(clip['jpeg_frames'].shape[0])))
+  return found
+
+
+@pytest.mark.parametrize('layout,workers', [(ucf.FLAT, 1), (ucf.FOLDERS, 2)])
+def test_ucf101_group_split_in_both_real_layouts(ucf101_zips, layout, workers,
+                                                 tmp_path):
+  out = tmp_path / 'out'
+  manifest = prepare_lib.prepare(
+      str(out), source='ucf101', ucf101_url=ucf101_zips.url[layout],
+      split_by='group', fold=1, short_side=SHORT_SIDE, shard_clips=4,
+      workers=workers)
+  assert manifest['labels'] == ['ApplyEyeMakeup', 'Archery',
+                                'HandStandPushups']
+  assert manifest['skipped'] == []
+  found = _record_names(out, manifest)
+  for split, records in found.items():
+    groups = {name.split('_')[-2] for name, _, _ in records}
+    assert groups == ucf.expected_groups(split)  # no group on both sides
+    for name, label, frames in records:
+      assert name.split('/')[-1].startswith(f'v_{label}_')
+      assert frames == 40
+  assert len(found['test']) == manifest['splits']['test']['num_clips'] == 9
+  assert len(found['train']) == manifest['splits']['train']['num_clips'] == 12
   assert not [p for p in out.rglob('*') if shard_worker.TMP_MARK in p.name]
+
+
+def test_ucf101_flat_zip_by_count_picks_classes_by_file_name(ucf101_zips,
+                                                             tmp_path):
+  # The command that labelled every video 'UCF101' before.
+  out = tmp_path / 'out'
+  manifest = prepare_lib.prepare(
+      str(out), source='ucf101', ucf101_url=ucf101_zips.url[ucf.FLAT],
+      num_classes=2, splits='train:2,test:1', short_side=SHORT_SIDE,
+      workers=1)
+  assert manifest['labels'] == ['ApplyEyeMakeup', 'Archery']
+  found = _record_names(out, manifest)
+  for split, count in (('train', 2), ('test', 1)):
+    labels = sorted(label for _, label, _ in found[split])
+    assert labels == sorted(['ApplyEyeMakeup', 'Archery'] * count)
+
+
+def test_ucf101_ten_classes_are_the_tutorials(ucf101_zips, tmp_path):
+  out = tmp_path / 'out'
+  manifest = prepare_lib.prepare(
+      str(out), source='ucf101', ucf101_url=ucf101_zips.all_classes_url,
+      num_classes=10, split_by='group', short_side=SHORT_SIDE, workers=1)
+  assert manifest['labels'] == list(ucf.TUTORIAL_CLASSES)
+  found = _record_names(out, manifest)
+  for split, group in (('train', 'g08'), ('test', 'g01')):
+    assert sorted(label for _, label, _ in found[split]) == list(
+        ucf.TUTORIAL_CLASSES)
+    assert {name.split('_')[-2] for name, _, _ in found[split]} == {group}
 
 
 def _unused_port():
@@ -240,7 +275,7 @@ def _unreachable_url(tmp_path, www):
 def _malicious_member(tmp_path, www):
   root, url = www
   _write_ucf101_zip(root / 'evil.zip', None,
-                    {'UCF101/A/v_A_g01_c01.avi': b'x', '../evil.avi': b'x'})
+                    {'UCF101/v_A_g01_c01.avi': b'x', '../evil.avi': b'x'})
   return dict(source='ucf101', ucf101_url=f'{url}/evil.zip'), '--ucf101_url'
 
 

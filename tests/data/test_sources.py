@@ -13,33 +13,38 @@ import zipfile
 import pytest
 
 from tests import local_http
+from tests import ucf101_fixture as ucf
 from trainer.data import sources
+from trainer.data import splits
 from trainer.data.sources import VideoEntry
 
 _BIG = random.Random(0).randbytes(200_000)  # Larger than remotezip's 64 KiB.
+# Flat, as UCF101_videos.zip (see tests/ucf101_fixture.py), with what a
+# careless archive also holds. Bytes only: these tests are about names and
+# bytes; the real videos are in the `ucf101_zips` fixture.
 _MEMBERS = {
     'UCF101/': b'',
-    'UCF101/ApplyEyeMakeup/': b'',
-    'UCF101/ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi': _BIG,
-    'UCF101/ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c02.avi': b'eye makeup g08',
-    'UCF101/Archery/v_Archery_g22_c01.avi': b'archery' * 1000,
-    'UCF101/Café/vidéo ü.mp4': b'non-ascii name',
-    'UCF101/Archery/notes.txt': b'not a video',
-    'top_level.avi': b'no class folder',
-    '__MACOSX/UCF101/Archery/._v_Archery_g22_c01.avi': b'resource fork',
+    'UCF101/v_ApplyEyeMakeup_g01_c01.avi': _BIG,
+    'UCF101/v_ApplyEyeMakeup_g08_c02.avi': b'eye makeup g08',
+    'UCF101/v_Archery_g22_c01.avi': b'archery' * 1000,
+    'UCF101/v_Café_g03_c01.mp4': b'non-ascii name',
+    'UCF101/vidéo ü.mp4': b'not a UCF101 name',
+    'UCF101/notes.txt': b'not a video',
+    'UCF101/Archery/v_ApplyEyeMakeup_g02_c01.avi': b'in another class',
+    'top_level.avi': b'not a UCF101 name',
+    '__MACOSX/UCF101/._v_Archery_g22_c01.avi': b'resource fork',
 }
 _VIDEOS = [
-    VideoEntry('UCF101/ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi',
-               'ApplyEyeMakeup', 'g01'),
-    VideoEntry('UCF101/ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c02.avi',
-               'ApplyEyeMakeup', 'g08'),
-    VideoEntry('UCF101/Archery/v_Archery_g22_c01.avi', 'Archery', 'g22'),
-    VideoEntry('UCF101/Café/vidéo ü.mp4', 'Café', None),
+    VideoEntry('UCF101/v_ApplyEyeMakeup_g01_c01.avi', 'ApplyEyeMakeup', 'g01'),
+    VideoEntry('UCF101/v_ApplyEyeMakeup_g08_c02.avi', 'ApplyEyeMakeup', 'g08'),
+    VideoEntry('UCF101/v_Archery_g22_c01.avi', 'Archery', 'g22'),
+    VideoEntry('UCF101/v_Café_g03_c01.mp4', 'Café', 'g03'),
 ]
 
 
 def _write_zip(path, members):
-  """Writes `members` ({name: bytes}); even ones stored, odd ones deflated."""
+  """Writes exactly `members` ({name: bytes}); even ones stored, odd ones
+  deflated."""
   path.parent.mkdir(parents=True, exist_ok=True)
   with zipfile.ZipFile(path, 'w') as archive:
     for index, (name, data) in enumerate(members.items()):
@@ -134,14 +139,86 @@ def test_range_handler_head_gives_length_without_body(www, server):
 # UCF101 zip over HTTP.
 
 
-def test_list_ucf101_lists_videos_with_labels_and_groups(zip_url):
+def test_list_ucf101_labels_by_file_name_and_skips_with_reasons(zip_url):
   listing = sources.list_ucf101(zip_url)
   assert listing.entries == _VIDEOS
   assert listing.labels == ['ApplyEyeMakeup', 'Archery', 'Café']
   assert listing.skipped == [
-      ('UCF101/Archery/notes.txt', sources.NOT_A_VIDEO),
-      ('top_level.avi', sources.NOT_IN_CLASS_FOLDER),
+      ('UCF101/Archery/v_ApplyEyeMakeup_g02_c01.avi',
+       sources.FOLDER_OF_ANOTHER_CLASS),
+      ('UCF101/notes.txt', sources.NOT_A_VIDEO),
+      ('UCF101/vidéo ü.mp4', sources.NOT_UCF101_NAME),
+      ('top_level.avi', sources.NOT_UCF101_NAME),
   ]
+
+
+def _small_entries(layout):
+  """What listing the `ucf101_zips` fixture should give."""
+  return sorted(
+      (VideoEntry(ucf.member_name(layout, folder_class, group, clip),
+                  ucf.file_class(folder_class), f'g{group:02d}')
+       for folder_class in ucf.SMALL_CLASSES
+       for group, clip in ucf.SMALL_CLIPS), key=sources.entry_sort_key)
+
+
+@pytest.mark.parametrize('layout', ucf.LAYOUTS)
+def test_both_real_layouts_list_the_same_classes(ucf101_zips, layout):
+  listing = sources.list_ucf101(ucf101_zips.url[layout])
+  assert listing.entries == _small_entries(layout)
+  # UCF101's own spelling: v_HandStandPushups_* in HandstandPushups/.
+  assert listing.labels == ['ApplyEyeMakeup', 'Archery', 'HandStandPushups']
+  assert listing.skipped == []
+
+
+@pytest.mark.parametrize('layout', ucf.LAYOUTS)
+def test_fetch_by_range_gives_the_real_video(tmp_path, ucf101_zips, layout):
+  members = ucf101_zips.members[layout]
+  with sources.Ucf101Archive(ucf101_zips.url[layout]) as archive:
+    entries = archive.listing().entries
+    chosen = [entries[0], entries[len(entries) // 2], entries[-1]]
+    for index, entry in enumerate(chosen):
+      archive.fetch(entry.name, tmp_path / f'{index}.avi')
+  for index, entry in enumerate(chosen):
+    data = (tmp_path / f'{index}.avi').read_bytes()
+    assert data == members[entry.name]
+    assert ucf.decode_frame_count(data) == 40
+
+
+def test_all_101_classes_and_the_tutorials_first_ten(ucf101_zips):
+  listing = sources.list_ucf101(ucf101_zips.all_classes_url)
+  assert len(listing.labels) == len(ucf.UCF101_CLASSES) == 101
+  assert 'HandStandPushups' in listing.labels
+  assert splits.select_classes(
+      [e.label for e in listing.entries], 10) == list(ucf.TUTORIAL_CLASSES)
+
+
+@pytest.mark.parametrize('names,entries,skipped', [
+    # Folders that name no class are containers, however deep.
+    (['UCF-101/', 'UCF-101/Archery/', 'data/UCF-101/Archery/v_Archery_g01_c01.avi'],
+     [VideoEntry('data/UCF-101/Archery/v_Archery_g01_c01.avi', 'Archery',
+                 'g01')], []),
+    # A folder is compared with the file's class ignoring case.
+    (['UCF-101/HandstandPushups/v_HandStandPushups_g01_c01.avi'],
+     [VideoEntry('UCF-101/HandstandPushups/v_HandStandPushups_g01_c01.avi',
+                 'HandStandPushups', 'g01')], []),
+    # A video filed under another class of the archive is skipped.
+    (['UCF-101/Archery/v_Archery_g01_c01.avi',
+      'UCF-101/Archery/v_Bowling_g02_c01.avi',
+      'UCF-101/Bowling/v_Bowling_g01_c01.avi'],
+     [VideoEntry('UCF-101/Archery/v_Archery_g01_c01.avi', 'Archery', 'g01'),
+      VideoEntry('UCF-101/Bowling/v_Bowling_g01_c01.avi', 'Bowling', 'g01')],
+     [('UCF-101/Archery/v_Bowling_g02_c01.avi',
+       sources.FOLDER_OF_ANOTHER_CLASS)]),
+    (['UCF101/v_Archery_g01.avi', 'UCF101/Archery_g01_c01.avi',
+      'UCF101/.v_Archery_g01_c01.avi', 'UCF101/v_Archery_g01_c01.AVI'],
+     [VideoEntry('UCF101/v_Archery_g01_c01.AVI', 'Archery', 'g01')],
+     [('UCF101/Archery_g01_c01.avi', sources.NOT_UCF101_NAME),
+      ('UCF101/v_Archery_g01.avi', sources.NOT_UCF101_NAME)]),
+])
+def test_ucf101_listing_rules(names, entries, skipped):
+  listing = sources.ucf101_listing(names)
+  assert listing.entries == entries
+  assert listing.skipped == skipped
 
 
 @pytest.mark.parametrize('entry', _VIDEOS, ids=lambda e: e.name)
@@ -174,7 +251,7 @@ def test_archive_fetches_many_members_and_replaces_existing(tmp_path,
     '/abs/x.avi',
     'UCF101/../x.avi',
     '../x.avi',
-    'UCF101/Archery/../../x.avi',
+    'UCF-101/Archery/../../x.avi',
     'UCF101\\..\\x.avi',
     'C:/x.avi',
 ])
@@ -196,8 +273,8 @@ def test_unsafe_member_name_refuses_whole_archive(tmp_path, www, server,
 
 
 @pytest.mark.parametrize('name,match', [
-    ('UCF101/Archery/v_Archery_g99_c01.avi', 'not a file in the archive'),
-    ('UCF101/ApplyEyeMakeup/', 'not a file in the archive'),
+    ('UCF101/v_Archery_g99_c01.avi', 'not a file in the archive'),
+    ('UCF101/', 'not a file in the archive'),
     ('UCF101/../x.avi', "has a '..' component"),
 ])
 def test_fetch_refuses_unknown_or_unsafe_name(tmp_path, zip_url, name, match):

@@ -18,6 +18,12 @@ GIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
 GIN_FILES = sorted(os.path.relpath(f, GIN_DIR) for f in glob.glob(
     os.path.join(GIN_DIR, '**', '*.gin'), recursive=True))
 DATA_DIR = "DATA_DIR = '/data/x'"
+_RECIPE = ['build_inputs.batch_size', 'build_inputs.num_frames',
+           'build_inputs.frame_step', 'build_inputs.image_size',
+           'build_inputs.train_resize', 'build_inputs.flip',
+           'build_model.model_id', '%PRETRAINED', 'build_model.freeze_backbone',
+           'build_model.dropout_rate', 'build_optimizer.name',
+           'build_optimizer.learning_rate', 'run.epochs']
 
 # (name, gin files, bindings, parameters to read back)
 CASES = [(f'parse:{f}', [f], [DATA_DIR], []) for f in GIN_FILES] + [
@@ -27,7 +33,9 @@ CASES = [(f'parse:{f}', [f], [DATA_DIR], []) for f in GIN_FILES] + [
       'build_model.freeze_backbone'])
     for platform in ('platforms/multi_gpu.gin', 'platforms/tpu.gin')] + [
     ('stream', ['ucf101_a0_stream.gin'], [DATA_DIR],
-     ['build_model.stream', '%PRETRAINED', 'build_inputs.frame_step'])]
+     ['build_model.stream', '%PRETRAINED', 'build_inputs.frame_step'])] + [
+    (f'recipe:{f}', [f], [DATA_DIR], _RECIPE)
+    for f in ('ucf101_a0_tutorial.gin', 'ucf101_a0_transfer.gin')]
 
 _PARSE = r'''
 import json, sys
@@ -61,6 +69,7 @@ def parsed():
 
 def test_the_expected_files_exist(parsed):
   assert {'quickstart.gin', 'ucf101_a0_transfer.gin', 'ucf101_a0_stream.gin',
+          'ucf101_a0_tutorial.gin',
           'platforms/multi_gpu.gin', 'platforms/tpu.gin'} <= set(GIN_FILES)
   assert parsed['default'] in GIN_FILES
 
@@ -97,3 +106,21 @@ def test_stream_file_overrides_the_transfer_recipe(parsed):
   assert values['build_model.stream'] is True
   assert values['%PRETRAINED'].endswith('movinet_a0_stream.tar.gz')
   assert values['build_inputs.frame_step'] == 15
+
+
+_K600_A0 = ('https://storage.googleapis.com/tf_model_garden/vision/movinet/'
+            'movinet_a0_base.tar.gz')
+
+
+@pytest.mark.parametrize('name,expected', [
+    # TensorFlow's MoViNet tutorial: 8 frames every 15, 224 x 224 with
+    # resize_with_pad, batch 8, A0 base from K600 with the backbone frozen,
+    # the official classifier's dropout (0), Adam 1e-3, 2 epochs.
+    ('ucf101_a0_tutorial.gin', [8, 8, 15, 224, 'pad', False, 'a0', _K600_A0,
+                                True, 0.0, 'adam', 1e-3, 2]),
+    # The recommended variant: A0's own 172 px, random crops and flips.
+    ('ucf101_a0_transfer.gin', [8, 8, 15, 172, 'crop', True, 'a0', _K600_A0,
+                                True, 0.2, 'adam', 1e-3, 2]),
+])
+def test_ucf101_recipes(name, expected, parsed):
+  assert parsed['results'][f'recipe:{name}'] == dict(zip(_RECIPE, expected))

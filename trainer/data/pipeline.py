@@ -7,7 +7,7 @@ A prepared directory (written by `movinet-prepare`) holds
 
 The per-clip ops (`sample_frame_indices`, `decode_frames`,
 `decode_random_crop_clip`, `random_resized_crop_clip`, `random_flip_clip`,
-`center_crop_clip`) are plain TensorFlow functions: they run eagerly and
+`center_crop_clip`, `pad_clip`) are plain TensorFlow functions: they run eagerly and
 inside `Dataset.map` alike.
 """
 
@@ -21,7 +21,7 @@ import tensorflow as tf
 from trainer.data import schema
 
 AUTOTUNE = tf.data.AUTOTUNE
-EVAL_RESIZE_MODES = ('crop', 'pad')
+RESIZE_MODES = ('crop', 'pad')
 _PREPARE_HINT = 'run `movinet-prepare --output_dir=%s` to prepare it'
 
 
@@ -269,6 +269,24 @@ def center_crop_clip(frames, *, size: int) -> tf.Tensor:
   return tf.clip_by_value(cropped, 0.0, 1.0)
 
 
+def pad_clip(frames, *, size: int) -> tf.Tensor:
+  """Resizes the whole frame to fit `size` x `size` and pads with black.
+
+  What `tf.image.resize_with_pad` does to each frame in the TensorFlow MoViNet
+  tutorial: nothing is cropped, the aspect ratio is kept.
+
+  Args:
+    frames: `(frames, height, width, 3)`, uint8 or float in [0, 1].
+    size: output height and width, in pixels.
+
+  Returns:
+    float32 `(frames, size, size, 3)` in [0, 1].
+  """
+  frames = tf.image.convert_image_dtype(frames, tf.float32)
+  padded = tf.image.resize_with_pad(frames, size, size)
+  return tf.clip_by_value(padded, 0.0, 1.0)
+
+
 def _check_positive(**values) -> None:
   for name, value in values.items():
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -277,14 +295,16 @@ def _check_positive(**values) -> None:
 
 
 def _check_arguments(batch_size, num_frames, frame_step, image_size,
-                     eval_clips, shuffle_buffer, eval_resize,
+                     eval_clips, shuffle_buffer, train_resize, eval_resize,
                      min_crop_area) -> None:
   _check_positive(batch_size=batch_size, num_frames=num_frames,
                   frame_step=frame_step, image_size=image_size,
                   eval_clips=eval_clips, shuffle_buffer=shuffle_buffer)
-  if eval_resize not in EVAL_RESIZE_MODES:
-    raise ValueError(f'eval_resize={eval_resize!r} is not allowed; use one of '
-                     f'{EVAL_RESIZE_MODES} (the eval_resize argument).')
+  for name, value in (('train_resize', train_resize),
+                      ('eval_resize', eval_resize)):
+    if value not in RESIZE_MODES:
+      raise ValueError(f'{name}={value!r} is not allowed; use one of '
+                       f'{RESIZE_MODES} (the {name} argument).')
   if not 0.0 < min_crop_area <= 1.0:
     raise ValueError(f'min_crop_area={min_crop_area!r} is not allowed; it must'
                      ' lie in (0, 1] (the min_crop_area argument).')
@@ -301,6 +321,7 @@ def build_dataset(data_dir: str,
                   seed: Optional[int] = None,
                   deterministic: bool = False,
                   eval_clips: int = 1,
+                  train_resize: str = 'crop',
                   eval_resize: str = 'crop',
                   min_crop_area: float = 0.3,
                   flip: bool = True,
@@ -315,8 +336,9 @@ def build_dataset(data_dir: str,
   clip takes `num_frames` frames `frame_step` apart from a random start
   (short videos loop, see `sample_frame_indices`); one random resized crop
   for the whole clip, of which only the box of those JPEGs is decoded
-  (`decode_random_crop_clip`), and (if `flip`) a horizontal flip of the whole
-  clip.
+  (`decode_random_crop_clip`), or with `train_resize='pad'` the whole frames
+  fitted and padded (`pad_clip`, the TensorFlow MoViNet tutorial's
+  training input); and (if `flip`) a horizontal flip of the whole clip.
 
   Evaluation: files in manifest order, no shuffling. Each clip is the middle
   window of the video; `eval_clips > 1` takes that many clips centred in equal
@@ -338,6 +360,8 @@ def build_dataset(data_dir: str,
     deterministic: keep element order fixed (`tf.data.Options.deterministic`).
       With a `seed` this makes the dataset reproducible, at some throughput.
     eval_clips: clips per video at evaluation.
+    train_resize: 'crop' (random resized crop) or 'pad' (whole frame,
+      fitted and padded), see above.
     eval_resize: 'crop' or 'pad', see above.
     min_crop_area: smallest fraction of a frame's area the training crop covers
       (0.3 keeps most of the action in view on small datasets; Inception's
@@ -370,7 +394,7 @@ def build_dataset(data_dir: str,
       shard.
   """
   _check_arguments(batch_size, num_frames, frame_step, image_size, eval_clips,
-                   shuffle_buffer, eval_resize, min_crop_area)
+                   shuffle_buffer, train_resize, eval_resize, min_crop_area)
   _check_resume_arguments(training, seed, epoch, skip_steps)
   global_batch_size = batch_size
   shards = _split_shards(data_dir, split)
@@ -434,8 +458,8 @@ def build_dataset(data_dir: str,
       records = records.skip(skip_steps * (global_batch_size // num_pipelines))
     clips = records.map(
         lambda record, salt: _train_clip(
-            record, salt, num_frames, frame_step, image_size, min_crop_area,
-            flip),
+            record, salt, num_frames, frame_step, image_size, train_resize,
+            min_crop_area, flip),
         # A resumable epoch keeps its batches' composition fixed, so that
         # skipping `skip_steps` batches' records skips exactly those batches.
         num_parallel_calls=AUTOTUNE,
@@ -475,7 +499,7 @@ def _epoch_seed(seed: Optional[int], epoch: Optional[int],
 
 
 def _train_clip(record, salt, num_frames, frame_step, image_size,
-                min_crop_area, flip):
+                train_resize, min_crop_area, flip):
   """One training `(video (num_frames, size, size, 3), label)` pair."""
   clip = schema.parse_clip(record)
   element_seed = tf.stack(
@@ -487,8 +511,13 @@ def _train_clip(record, salt, num_frames, frame_step, image_size,
   start = tf.random.stateless_uniform([], start_seed, minval=0,
                                       maxval=slack + 1, dtype=tf.int32)
   indices = sample_frame_indices(num_available, num_frames, frame_step, start)
-  video = decode_random_crop_clip(clip['jpeg_frames'], indices, crop_seed,
-                                  size=image_size, min_crop_area=min_crop_area)
+  if train_resize == 'pad':
+    video = pad_clip(decode_frames(clip['jpeg_frames'], indices),
+                     size=image_size)
+  else:
+    video = decode_random_crop_clip(clip['jpeg_frames'], indices, crop_seed,
+                                    size=image_size,
+                                    min_crop_area=min_crop_area)
   if flip:
     video = random_flip_clip(video, flip_seed)
   video = tf.ensure_shape(video, [num_frames, image_size, image_size, 3])
@@ -506,10 +535,7 @@ def _eval_clip(record, num_frames, frame_step, image_size, eval_clips,
   if eval_resize == 'crop':
     video = center_crop_clip(frames, size=image_size)
   else:
-    video = tf.image.resize_with_pad(
-        tf.image.convert_image_dtype(frames, tf.float32), image_size,
-        image_size)
-    video = tf.clip_by_value(video, 0.0, 1.0)
+    video = pad_clip(frames, size=image_size)
   shape = [num_frames, image_size, image_size, 3]
   if eval_clips > 1:
     shape = [eval_clips] + shape

@@ -6,10 +6,16 @@ each one's class?", with a `Listing` of `VideoEntry`s sorted by
 (`trainer/data/video_decode.py` does it); this module deals only in names,
 listings and bytes.
 
-  Folder   `video_dir/<class name>/<video file>` -> `list_folder(video_dir)`
+  Folder   `video_dir/<class name>/<video file>` -> `list_folder(video_dir)`;
+           the class is the folder.
   UCF101   a zip read over HTTP Range requests, never downloaded whole ->
            `list_ucf101(url)`, `fetch_ucf101_member(url, name, path)`, or
            `Ucf101Archive(url)` to fetch many members over one connection.
+           The class is in the file name, `v_<Class>_g<NN>_c<NN>.<ext>`, so
+           every layout lists alike: flat as in `UCF101_videos.zip`
+           (`UCF101/v_ApplyEyeMakeup_g01_c01.avi`), or one folder per class
+           as in the official `UCF101.rar` unpacked and zipped
+           (`UCF-101/ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi`).
 """
 
 import contextlib
@@ -18,6 +24,7 @@ import os
 import pathlib
 import re
 import tempfile
+from typing import Iterable
 import zipfile
 
 from absl import logging
@@ -35,6 +42,8 @@ NOT_A_VIDEO = 'not a video extension'
 NOT_IN_CLASS_FOLDER = 'not inside a class folder'
 NESTED_FOLDER = 'nested folder; videos must sit directly in <class>/'
 EMPTY_CLASS_FOLDER = 'class folder has no videos'
+NOT_UCF101_NAME = 'name does not follow v_<Class>_g<NN>_c<NN>.<ext>'
+FOLDER_OF_ANOTHER_CLASS = 'in the folder of another class than its name'
 
 _UCF101_NAME = re.compile(r'v_(?P<cls>.+)_(?P<group>g\d+)_(?P<clip>c\d+)\.\w+')
 _CHUNK_BYTES = 1 << 20
@@ -47,8 +56,9 @@ class VideoEntry:
   Attributes:
     name: Path relative to the source root, POSIX separators, e.g.
       `'ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi'` (folder) or
-      `'UCF101/ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi'` (zip member).
-    label: Class name: the folder the video sits in.
+      `'UCF101/v_ApplyEyeMakeup_g01_c01.avi'` (zip member).
+    label: Class name: the folder the video sits in (folder source), or the
+      `<Class>` of its file name (UCF101).
     group: UCF101 group id such as `'g01'` when the file name follows
       `v_<Class>_g<NN>_c<NN>.<ext>`, else None.
   """
@@ -145,16 +155,17 @@ def list_ucf101(url: str = DEFAULT_UCF101_URL,
   """Lists the videos of a UCF101-style zip over HTTP Range requests.
 
   Reads only the zip's central directory (about 1 MB for UCF101's 6.5 GB).
+  See `ucf101_listing` for how members are labelled and what is skipped.
 
   Args:
-    url: `http(s)://` URL of a zip whose members look like
-      `UCF101/<Class>/v_<Class>_gNN_cNN.avi`; the server must answer Range
+    url: `http(s)://` URL of a zip of UCF101-named videos, e.g.
+      `UCF101/v_ApplyEyeMakeup_g01_c01.avi`; the server must answer Range
       requests.
     timeout_s: Seconds to wait to connect and for each read.
 
   Returns:
     A `Listing`; entry names are the zip member names, the label is the
-    folder holding the member.
+    class in the file name.
 
   Raises:
     ValueError: `url` is not http(s), or a member name is absolute or holds a
@@ -238,19 +249,7 @@ class Ucf101Archive:
 
   def listing(self) -> Listing:
     """Video members as a `Listing`; see `list_ucf101`."""
-    entries, skipped = [], []
-    for info in self._zip.infolist():
-      parts = info.filename.rstrip('/').split('/')
-      if info.is_dir() or any(_is_hidden(part) for part in parts):
-        continue
-      if len(parts) < 2:
-        skipped.append((info.filename, NOT_IN_CLASS_FOLDER))
-      elif not is_video_name(parts[-1]):
-        skipped.append((info.filename, NOT_A_VIDEO))
-      else:
-        entries.append(VideoEntry(info.filename, parts[-2],
-                                  parse_group(parts[-1])))
-    listing = Listing(sorted(entries, key=entry_sort_key), sorted(skipped))
+    listing = ucf101_listing(self._zip.namelist())
     logging.info('Listed %d videos in %d classes in %s (%d skipped)',
                  len(listing.entries), len(listing.labels), self.url,
                  len(listing.skipped))
@@ -297,6 +296,49 @@ class Ucf101Archive:
         out.write(chunk)
 
 
+def ucf101_listing(member_names: Iterable[str]) -> Listing:
+  """Labels UCF101 zip members by the class in their file names.
+
+  A video's class and group come from its file name,
+  `v_<Class>_g<NN>_c<NN>.<ext>`, whatever folders hold it. A folder that
+  names a class of the archive must name the member's own class, compared
+  case-insensitively: UCF101 itself keeps `v_HandStandPushups_*.avi` in
+  `HandstandPushups/`. Other folders (`UCF101/`, `UCF-101/`) are containers.
+  Directory entries, dot files and `__MACOSX/` are ignored.
+
+  Args:
+    member_names: The zip's member names, directories ending in '/'.
+
+  Returns:
+    A `Listing`. Skipped, with their reason: members without a video
+    extension (`NOT_A_VIDEO`), videos whose name does not follow the pattern
+    (`NOT_UCF101_NAME`), and videos in the folder of another class
+    (`FOLDER_OF_ANOTHER_CLASS`).
+  """
+  named, skipped = [], []
+  for name in member_names:
+    parts = name.split('/')
+    if name.endswith('/') or any(_is_hidden(part) for part in parts):
+      continue
+    match = _UCF101_NAME.fullmatch(parts[-1])
+    if not is_video_name(parts[-1]):
+      skipped.append((name, NOT_A_VIDEO))
+    elif match is None:
+      skipped.append((name, NOT_UCF101_NAME))
+    else:
+      named.append((name, parts[:-1], match))
+  classes = {match['cls'].casefold() for _, _, match in named}
+  entries = []
+  for name, folders, match in named:
+    label = match['cls']
+    if any(folder.casefold() in classes - {label.casefold()}
+           for folder in folders):
+      skipped.append((name, FOLDER_OF_ANOTHER_CLASS))
+    else:
+      entries.append(VideoEntry(name, label, match['group']))
+  return Listing(sorted(entries, key=entry_sort_key), sorted(skipped))
+
+
 def entry_sort_key(entry: VideoEntry) -> tuple[str, str]:
   """The order of every listing and split: by class, then by name."""
   return entry.label, entry.name
@@ -336,7 +378,7 @@ def _check_member_name(url: str, name: str) -> None:
     return
   raise ValueError(
       f'Refusing the archive {url}: member {name!r} {problem}. Only relative '
-      'member names such as "UCF101/<Class>/<video>.avi" are accepted; '
+      'member names such as "UCF101/v_<Class>_g01_c01.avi" are accepted; '
       'nothing was fetched. Use a trusted archive (flag --ucf101_url).')
 
 

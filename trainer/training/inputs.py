@@ -60,6 +60,7 @@ class VideoInputs:
   frame_step: int
   image_size: int
   eval_clips: int
+  train_resize: str
   eval_resize: str
   eval_drop_remainder: bool
   min_crop_area: float
@@ -90,7 +91,8 @@ class VideoInputs:
             batch_size=self.batch_size, num_frames=self.num_frames,
             frame_step=self.frame_step, image_size=self.image_size,
             seed=seed, epoch=epoch, skip_steps=skip_steps,
-            deterministic=deterministic, min_crop_area=self.min_crop_area,
+            deterministic=deterministic, train_resize=self.train_resize,
+            min_crop_area=self.min_crop_area,
             flip=self.flip, input_context=context,
             shuffle_buffer=self.shuffle_buffer))
 
@@ -148,6 +150,7 @@ def build_inputs(num_replicas: int = 1,
                  frame_step: int = 15,
                  image_size: int = 172,
                  eval_clips: int = 1,
+                 train_resize: str = 'crop',
                  eval_resize: str = 'crop',
                  eval_drop_remainder: bool = False,
                  min_crop_area: float = 0.3,
@@ -171,6 +174,9 @@ def build_inputs(num_replicas: int = 1,
     frame_step: source frames between sampled frames.
     image_size: clip height and width (pixels).
     eval_clips: clips per video at evaluation, predictions averaged.
+    train_resize: 'crop' (a random resized crop of each training clip) or
+      'pad' (the whole frame, fitted and padded: the TensorFlow MoViNet
+      tutorial's input).
     eval_resize: 'crop' (centre crop) or 'pad' (fit and pad).
     eval_drop_remainder: drop the last partial evaluation batch, for static
       shapes (TPU); its clips are then not evaluated.
@@ -187,6 +193,9 @@ def build_inputs(num_replicas: int = 1,
   _check_split(manifest, train_split, 'build_inputs.train_split', data_dir)
   _check_split(manifest, eval_split, 'build_inputs.eval_split', data_dir)
   num_train_clips = manifest['splits'][train_split]['num_clips']
+  if train_resize not in pipeline.RESIZE_MODES:
+    raise ValueError(f'build_inputs.train_resize={train_resize!r} is not one '
+                     f'of {", ".join(pipeline.RESIZE_MODES)}.')
   if per_replica_batch_size is not None:
     batch_size = per_replica_batch_size * num_replicas
   if batch_size % num_replicas:
@@ -205,7 +214,8 @@ def build_inputs(num_replicas: int = 1,
       train_split=train_split, eval_split=eval_split, batch_size=batch_size,
       eval_batch_size=eval_batch_size or batch_size, num_frames=num_frames,
       frame_step=frame_step, image_size=image_size, eval_clips=eval_clips,
-      eval_resize=eval_resize, eval_drop_remainder=eval_drop_remainder,
+      train_resize=train_resize, eval_resize=eval_resize,
+      eval_drop_remainder=eval_drop_remainder,
       min_crop_area=min_crop_area, flip=flip,
       shuffle_buffer=shuffle_buffer, num_workers=num_workers)
   # Sampling arguments are checked where they are used; build one dataset

@@ -1,0 +1,33 @@
+"""Fixtures shared by every test package."""
+
+import types
+
+import pytest
+
+from tests import local_http
+from tests import ucf101_fixture as ucf
+
+
+@pytest.fixture(scope='session')
+def ucf101_zips(tmp_path_factory):
+  """UCF101 zips in both real layouts, served with Range support.
+
+  `url[layout]` and `members[layout]` for `ucf.FLAT` (`UCF101_videos.zip`)
+  and `ucf.FOLDERS` (`UCF101.zip`): `ucf.SMALL_CLASSES` x `ucf.SMALL_CLIPS`;
+  `all_classes_url`: every UCF101 class, flat, two videos each. Written once
+  per test run; nothing may change them.
+  """
+  root = tmp_path_factory.mktemp('ucf101_www')
+  names = {ucf.FLAT: 'UCF101_videos.zip', ucf.FOLDERS: 'UCF101.zip'}
+  members = {layout: ucf.small_members(layout) for layout in ucf.LAYOUTS}
+  for layout in ucf.LAYOUTS:
+    ucf.write_zip(root / layout / names[layout], members[layout])
+  ucf.write_zip(root / 'all' / 'UCF101_videos.zip',
+                ucf.all_class_members(ucf.FLAT))
+  server = local_http.LocalHttpServer(root, handler=local_http.RangeHandler)
+  yield types.SimpleNamespace(
+      url={layout: f'{server.url}/{layout}/{names[layout]}'
+           for layout in ucf.LAYOUTS},
+      members=members,
+      all_classes_url=f'{server.url}/all/UCF101_videos.zip')
+  server.stop()
