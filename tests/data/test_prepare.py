@@ -223,8 +223,9 @@ def test_ucf101_group_split_in_both_real_layouts(ucf101_zips, layout, workers,
 
 
 def test_ucf101_flat_zip_by_count_picks_classes_by_file_name(ucf101_zips,
-                                                             tmp_path):
+                                                             tmp_path, caplog):
   # The command that labelled every video 'UCF101' before.
+  caplog.set_level(logging.INFO)
   out = tmp_path / 'out'
   manifest = prepare_lib.prepare(
       str(out), source='ucf101', ucf101_url=ucf101_zips.url[ucf.FLAT],
@@ -235,6 +236,8 @@ def test_ucf101_flat_zip_by_count_picks_classes_by_file_name(ucf101_zips,
   for split, count in (('train', 2), ('test', 1)):
     labels = sorted(label for _, label, _ in found[split])
     assert labels == sorted(['ApplyEyeMakeup', 'Archery'] * count)
+  assert '2 classes: ApplyEyeMakeup, Archery' in caplog.messages
+  assert 'clips per split: train 4, test 2' in caplog.messages
 
 
 def test_ucf101_ten_classes_are_the_tutorials(ucf101_zips, tmp_path):

@@ -276,6 +276,11 @@ def _log_summary(manifest) -> None:
                len(manifest['skipped']),
                ', '.join(f'{r}: {n}' for r, n in sorted(reasons.items()))
                or 'none')
+  logging.info('%d classes: %s', len(manifest['labels']),
+               ', '.join(manifest['labels']))
+  logging.info('clips per split: %s', ', '.join(
+      f'{split} {entry["num_clips"]}'
+      for split, entry in manifest['splits'].items()))
 
 
 def _remove_stale(output_dir: str) -> None:

@@ -60,7 +60,7 @@ def select_classes(labels: Iterable[str], num_classes: int | None,
     raise ValueError(
         f'num_classes={num_classes!r} is not allowed; the source has '
         f'{len(distinct)} classes, so pass an integer from 1 to '
-        f'{len(distinct)}, or None for all (flag --num_classes).')
+        f'{len(distinct)} (flag --num_classes), or leave it unset for all.')
   if seed is None:
     return distinct[:num_classes]
   return sorted(random.Random(seed).sample(distinct, num_classes))
