@@ -194,7 +194,8 @@ def test_all_101_classes_and_the_tutorials_first_ten(ucf101_zips):
 
 @pytest.mark.parametrize('names,entries,skipped', [
     # Folders that name no class are containers, however deep.
-    (['UCF-101/', 'UCF-101/Archery/', 'data/UCF-101/Archery/v_Archery_g01_c01.avi'],
+    (['UCF-101/', 'UCF-101/Archery/',
+      'data/UCF-101/Archery/v_Archery_g01_c01.avi'],
      [VideoEntry('data/UCF-101/Archery/v_Archery_g01_c01.avi', 'Archery',
                  'g01')], []),
     # A folder is compared with the file's class ignoring case.

@@ -7,8 +7,8 @@ A prepared directory (written by `movinet-prepare`) holds
 
 The per-clip ops (`sample_frame_indices`, `decode_frames`,
 `decode_random_crop_clip`, `random_resized_crop_clip`, `random_flip_clip`,
-`center_crop_clip`, `pad_clip`) are plain TensorFlow functions: they run eagerly and
-inside `Dataset.map` alike.
+`center_crop_clip`, `pad_clip`) are plain TensorFlow functions: they run
+eagerly and inside `Dataset.map` alike.
 """
 
 import json

@@ -320,10 +320,9 @@ def ucf101_listing(member_names: Iterable[str]) -> Listing:
     parts = name.split('/')
     if name.endswith('/') or any(_is_hidden(part) for part in parts):
       continue
-    match = _UCF101_NAME.fullmatch(parts[-1])
     if not is_video_name(parts[-1]):
       skipped.append((name, NOT_A_VIDEO))
-    elif match is None:
+    elif (match := _UCF101_NAME.fullmatch(parts[-1])) is None:
       skipped.append((name, NOT_UCF101_NAME))
     else:
       named.append((name, parts[:-1], match))
@@ -331,8 +330,8 @@ def ucf101_listing(member_names: Iterable[str]) -> Listing:
   entries = []
   for name, folders, match in named:
     label = match['cls']
-    if any(folder.casefold() in classes - {label.casefold()}
-           for folder in folders):
+    other_classes = classes - {label.casefold()}
+    if any(folder.casefold() in other_classes for folder in folders):
       skipped.append((name, FOLDER_OF_ANOTHER_CLASS))
     else:
       entries.append(VideoEntry(name, label, match['group']))
