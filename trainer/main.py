@@ -26,7 +26,8 @@ and each machine's task; launch/multi_worker.sh writes it):
     --gin_bindings="DATA_DIR='gs://b/ucf101_10'" --model_dir=gs://b/runs/mw
 
 Rerunning a command with the same --model_dir resumes it. `--gin_file` is
-looked up as given, then in the project's `gin/` directory.
+looked up as given, then among the gin files installed with the package (the
+project's `gin/` directory).
 
 Exit status: 0 done; 1 bad input (one line on stderr says what to change);
 69 (EX_UNAVAILABLE) another worker died or cannot be reached: restart all
@@ -35,6 +36,7 @@ checkpoint: rerun to resume. A worker that cannot join the cluster within
 --cluster_timeout seconds says so and is killed (SIGKILL).
 """
 
+import importlib.resources
 import logging as std_logging
 import os
 import sys
@@ -48,10 +50,11 @@ from absl import logging
 import gin
 import tensorflow as tf
 
+from trainer import command_line
 from trainer import training
 
-GIN_DIR = os.path.join(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))), 'gin')
+# The project's gin/ folder, installed as the package `trainer.configs`.
+GIN_DIR = str(importlib.resources.files('trainer.configs'))
 DEFAULT_GIN_FILE = 'quickstart.gin'
 EXIT_BAD_INPUT = 1
 
@@ -162,7 +165,7 @@ def main(argv) -> None:
 
 def run() -> None:
   """Console-script entry point."""
-  app.run(main)
+  command_line.run_command(main, __name__)
 
 
 if __name__ == '__main__':

@@ -70,7 +70,8 @@ def _frame_indices(video):
 
 
 def _collect(dataset):
-  videos, labels = zip(*[(v.numpy(), l.numpy()) for v, l in dataset])
+  videos, labels = zip(*[(video.numpy(), label.numpy())
+                         for video, label in dataset])
   return np.concatenate(videos), np.concatenate(labels)
 
 
@@ -332,7 +333,7 @@ def test_input_pipelines_read_disjoint_parts(tmp_path, training,
         drop_remainder=False)
     assert dataset.element_spec[1].shape.as_list() == [None]
     _, labels = _collect(dataset)
-    assert max(len(l) for l, _ in dataset) == 4 // num_pipelines
+    assert max(len(batch) for batch, _ in dataset) == 4 // num_pipelines
     seen.append(labels.tolist())
   # Every clip exactly once across the pipelines: disjoint and complete.
   everything = [label for labels in seen for label in labels]

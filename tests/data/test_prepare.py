@@ -1,4 +1,4 @@
-"""Tests of `movinet-prepare`: round trip, bad inputs, UCF101, resume, errors."""
+"""`movinet-prepare`: round trip, bad inputs, UCF101, resume, errors."""
 
 import hashlib
 import json
@@ -312,7 +312,8 @@ def test_cli_error_exits_nonzero_with_one_line(videos, tmp_path):
   out = tmp_path / 'out'
   result = _run(_command(videos, out, '--splits=train:6,test:6'))
   assert result.returncode != 0
-  lines = [l for l in result.stderr.splitlines() if 'movinet-prepare: error' in l]
+  lines = [line for line in result.stderr.splitlines()
+           if 'movinet-prepare: error' in line]
   assert len(lines) == 1 and '--splits' in lines[0], result.stderr[-2000:]
   assert not out.exists()
 

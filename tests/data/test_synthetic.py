@@ -45,7 +45,7 @@ def _circular_centroid(mask):
 
 
 def _torus_shift(mask_a, mask_b):
-  """`(dx, dy)` moving `mask_a` onto `mask_b`, by (circular) phase correlation."""
+  """`(dx, dy)` moving `mask_a` onto `mask_b`, by circular phase correlation."""
   (dx, dy), _ = cv2.phaseCorrelate(mask_a.astype(np.float64),
                                    mask_b.astype(np.float64))
   return dx, dy

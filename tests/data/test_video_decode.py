@@ -1,4 +1,4 @@
-"""decode_video returns the right frames, rates and sizes, and names failures."""
+"""decode_video gives the right frames, rates and sizes; names failures."""
 
 import os
 

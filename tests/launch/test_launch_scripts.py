@@ -21,7 +21,8 @@ BASH = shutil.which('bash')
 # Records its TF_CONFIG (first line) and argv (one per line) in
 # $FAKE_RECORDS/<pid>; worker $FAIL_INDEX exits 3, the others sleep.
 FAKE_TOOL = f"""#!{BASH}
-{{ printf '%s\\n' "${{TF_CONFIG-}}"; printf '%s\\n' "$@"; }} > "$FAKE_RECORDS/$$"
+{{ printf '%s\\n' "${{TF_CONFIG-}}"; printf '%s\\n' "$@"
+}} > "$FAKE_RECORDS/$$"
 [[ ${{TF_CONFIG-}} =~ \\"index\\":([0-9]+) ]] && index=${{BASH_REMATCH[1]}}
 if [[ -n ${{FAIL_INDEX-}} ]]; then
   [[ ${{index-}} == "$FAIL_INDEX" ]] && {{ sleep 0.3; exit 3; }}
@@ -30,7 +31,9 @@ fi
 echo "fake $(basename "$0") ${{index-}} ran"
 """
 FAKE_NVIDIA_SMI = f"""#!{BASH}
-for ((i = 0; i < $FAKE_GPUS; i++)); do echo "GPU $i: NVIDIA H100 (UUID: GPU-$i)"; done
+for ((i = 0; i < $FAKE_GPUS; i++)); do
+  echo "GPU $i: NVIDIA H100 (UUID: GPU-$i)"
+done
 """
 
 
@@ -104,10 +107,13 @@ def _records(tmp_path):
 def test_scripts_pass_bash_n_and_shellcheck(script):
   path = os.path.join(LAUNCH, script)
   subprocess.run([BASH, '-n', path], check=True)
-  if shutil.which('shellcheck'):
-    checked = subprocess.run(['shellcheck', '-x', path], capture_output=True,
-                             text=True, check=False)
-    assert checked.returncode == 0, checked.stdout
+  shellcheck = shutil.which('shellcheck')
+  if shellcheck is None:
+    pytest.fail('shellcheck not found: install it (Debian: apt-get install '
+                'shellcheck; .ci/run does).')
+  checked = subprocess.run([shellcheck, '-x', path], capture_output=True,
+                           text=True, check=False, cwd=LAUNCH)
+  assert checked.returncode == 0, checked.stdout
   assert os.access(path, os.X_OK)
 
 

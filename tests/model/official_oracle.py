@@ -1,4 +1,4 @@
-"""The official tf-models-official MoViNet, as the reference the tests compare to."""
+"""The official tf-models-official MoViNet: what the tests compare to."""
 
 import numpy as np
 import tensorflow as tf

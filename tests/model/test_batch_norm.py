@@ -1,4 +1,4 @@
-"""The fused video BatchNorm computes what keras.layers.BatchNormalization does."""
+"""The fused video BatchNorm computes what keras BatchNormalization does."""
 
 import keras
 import numpy as np

@@ -1,4 +1,4 @@
-"""Official checkpoints load into the Keras 3 model and give the same outputs."""
+"""Official checkpoints load into the Keras 3 model; outputs are the same."""
 
 import io
 import shutil

@@ -88,7 +88,8 @@ def test_state_names_and_shapes_equal_official(model_id):
 def _constructor_args(cls):
   return {name for name, parameter in
           inspect.signature(cls.__init__).parameters.items()
-          if name != 'self' and parameter.kind is parameter.POSITIONAL_OR_KEYWORD}
+          if name != 'self'
+          and parameter.kind is parameter.POSITIONAL_OR_KEYWORD}
 
 
 def test_get_config_covers_every_argument_and_round_trips():

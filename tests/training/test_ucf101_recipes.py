@@ -22,7 +22,7 @@ from tests.training import run_helpers as runs
 from trainer.data import prepare as prepare_lib
 from trainer.model import build_movinet_classifier
 from trainer.model import load_official_checkpoint
-import trainer.training  # registers the loss a saved model names
+import trainer.training  # noqa: F401  (registers the loss the model names)
 
 _LABELS = ['ApplyEyeMakeup', 'Archery', 'HandStandPushups']
 

@@ -28,13 +28,13 @@ import os
 import shutil
 import sys
 
-from absl import app
 from absl import flags
 from absl import logging
 import numpy as np
 import tqdm
 
 # Nothing here imports TensorFlow: `spawn` workers re-import this module.
+from trainer import command_line
 from trainer.data import prepare_settings
 from trainer.data import schema
 from trainer.data import shard_worker
@@ -301,7 +301,8 @@ def _remove_stale(output_dir: str) -> None:
 def _define_flags():
   """Defines the flags; called by `run` only, so importing defines none."""
   f = flags
-  f.DEFINE_enum('source', 'synthetic', prepare_settings.SOURCES, 'Where videos come from.')
+  f.DEFINE_enum('source', 'synthetic', prepare_settings.SOURCES,
+                'Where videos come from.')
   f.DEFINE_string('output_dir', None, 'Folder for shards and manifest.json.')
   f.mark_flag_as_required('output_dir')
   f.DEFINE_string('video_dir', None,
@@ -368,7 +369,7 @@ _FLAG_NAMES = ('source', 'output_dir', 'video_dir', 'ucf101_url',
 
 def run():
   _define_flags()
-  app.run(main)
+  command_line.run_command(main, __name__)
 
 
 if __name__ == '__main__':

@@ -99,7 +99,8 @@ def decode_video(path: str,
   _check_arguments(fps, short_side, min_frames)
   path = os.fspath(path)
   if not os.path.exists(path):
-    raise VideoDecodeError(path, 'not found', 'check the path or the source root')
+    raise VideoDecodeError(path, 'not found',
+                           'check the path or the source root')
   if os.path.getsize(path) == 0:
     raise VideoDecodeError(path, 'empty file')
   if not os.access(path, os.R_OK):

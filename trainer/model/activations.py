@@ -1,4 +1,4 @@
-"""The activations MoViNet uses, computed as the official implementation does."""
+"""The activations MoViNet uses, computed as the official code does."""
 
 from keras import ops
 

@@ -45,7 +45,8 @@ class StageSpec:
       raise ValueError(
           f'StageSpec fields must have one entry per layer; got '
           f'{len(self.expand_filters)} expand_filters, '
-          f'{len(self.kernel_sizes)} kernel_sizes, {len(self.strides)} strides.')
+          f'{len(self.kernel_sizes)} kernel_sizes, '
+          f'{len(self.strides)} strides.')
 
   @property
   def layers(self):

@@ -61,8 +61,10 @@ def backbone_pairs(backbone) -> Pairs:
     yield from _conv_block_pairs(block.feature, path + '_feature/')
     if block.attention is not None:
       se = block.attention
-      yield from _conv_block_pairs(se.se_reduce, path + '_attention/_se_reduce/')
-      yield from _conv_block_pairs(se.se_expand, path + '_attention/_se_expand/')
+      yield from _conv_block_pairs(se.se_reduce,
+                                   path + '_attention/_se_reduce/')
+      yield from _conv_block_pairs(se.se_expand,
+                                   path + '_attention/_se_expand/')
       if se.pos_encoding is not None:
         yield (path + '_attention/_pos_encoding/_rezero/scale',
                se.pos_encoding.scale)

@@ -1,4 +1,4 @@
-"""Pooling over video frames that can run as a stream, and positional encoding."""
+"""Pooling over video frames that can run as a stream; positional encoding."""
 
 from typing import Dict, Optional
 

@@ -3,7 +3,8 @@
 A depthwise 3D convolution through `keras.layers.Conv3D(groups=channels)`
 falls back to XLA's grouped convolution on CPU, which is far slower than the
 same result computed as a sum, over the temporal taps, of depthwise 2D
-convolutions on frames (`benchmarks/model_speed.py` compares the models). `VideoConv` always computes that sum:
+convolutions on frames (`benchmarks/model_speed.py` compares the models).
+`VideoConv` always computes that sum:
 
     out[t] = sum_i conv2d(x[t * stride + i], kernel[i])
 

@@ -2,8 +2,9 @@
 
 `model_dir/run.json` records the model id and variant, the classes, the
 dataset (labels and training shards, by content), the global batch size,
-the shuffle buffer and the seed (these fix the order of the batches). A later run in the same `model_dir` must match it, or it is
-refused before anything is written.
+the shuffle buffer and the seed (these fix the order of the batches). A
+later run in the same `model_dir` must match it, or it is refused before
+anything is written.
 """
 
 import json

@@ -1,0 +1,1 @@
+"""The gin files; installed as the package `trainer.configs` (see setup.py)."""
