@@ -1,8 +1,8 @@
 """Installs `trainer`: MoViNet fine-tuning on Keras 3 and tf.distribute.
 
-The gin files of `gin/` ship inside the package as `trainer.configs` (found
+The gin files of `gin/` ship inside the package as `trainer/configs/` (found
 with `importlib.resources`), so a wheel or a plain `pip install .` works as
-well as an editable install. Dependencies are ranges; `constraints.txt` pins
+well as an editable install (which finds them in `gin/` itself). Dependencies are ranges; `constraints.txt` pins
 the exact versions CI, the Dockerfile and the README install with.
 """
 
@@ -35,8 +35,9 @@ EXTRAS_REQUIRE = {
     ],
 }
 
-# gin/ is a package directory of the installed distribution, with no Python
-# files: only its *.gin files.
+# gin/ becomes trainer/configs/ in the installed distribution: data only, no
+# Python files (an __init__.py in gin/ would shadow the `gin` library for code
+# run from the source tree).
 CONFIG_PACKAGES = {"trainer.configs": "gin",
                    "trainer.configs.platforms": "gin/platforms"}
 

@@ -53,8 +53,19 @@ import tensorflow as tf
 from trainer import command_line
 from trainer import training
 
-# The project's gin/ folder, installed as the package `trainer.configs`.
-GIN_DIR = str(importlib.resources.files('trainer.configs'))
+
+def _find_gin_dir() -> str:
+  """The project's `gin/` folder: installed with the package as
+  `trainer/configs`, or beside the package in a source checkout (which an
+  editable install runs from)."""
+  packaged = importlib.resources.files('trainer') / 'configs'
+  if packaged.is_dir():
+    return str(packaged)
+  return os.path.join(os.path.dirname(os.path.dirname(
+      os.path.abspath(__file__))), 'gin')
+
+
+GIN_DIR = _find_gin_dir()
 DEFAULT_GIN_FILE = 'quickstart.gin'
 EXIT_BAD_INPUT = 1
 

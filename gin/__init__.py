@@ -1,1 +1,0 @@
-"""The gin files; installed as the package `trainer.configs` (see setup.py)."""
