@@ -2,8 +2,9 @@
 
 The gin files of `gin/` ship inside the package as `trainer/configs/` (found
 with `importlib.resources`), so a wheel or a plain `pip install .` works as
-well as an editable install (which finds them in `gin/` itself). Dependencies are ranges; `constraints.txt` pins
-the exact versions CI, the Dockerfile and the README install with.
+well as an editable install (which finds them in `gin/` itself).
+Dependencies are ranges; `constraints.txt` pins the exact versions CI, the
+Dockerfile and the README install with.
 """
 
 import setuptools

@@ -120,7 +120,11 @@ def build_optimizer(steps_per_epoch: int,
     clipnorm: clip each gradient to this norm if set.
   """
   _check_choice('build_optimizer.name', name, OPTIMIZERS)
-  warmup_steps = math.ceil(warmup_epochs * steps_per_epoch)
+  if warmup_epochs < 0:
+    raise ValueError(f'build_optimizer.warmup_epochs={warmup_epochs} must be '
+                     '>= 0 (epochs of linear warmup).')
+  # Rounded first: 1.1 epochs of 50 steps is 55 steps, not 56.
+  warmup_steps = math.ceil(round(warmup_epochs * steps_per_epoch, 6))
   rate = build_schedule(learning_rate, total_steps, schedule, warmup_steps)
   common = {'learning_rate': rate, 'clipnorm': clipnorm}
   if weight_decay is not None:
