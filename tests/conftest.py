@@ -1,4 +1,4 @@
-"""Fixtures shared by every test package."""
+"""Fixtures shared by every test package, and the order tests run in."""
 
 import types
 
@@ -31,3 +31,18 @@ def ucf101_zips(tmp_path_factory):
       members=members,
       all_classes_url=f'{server.url}/all/UCF101_videos.zip')
   server.stop()
+
+
+def _minutes(item) -> float:
+  marker = item.get_closest_marker('slow')
+  return marker.kwargs.get('minutes', 1.0) if marker else 0.0
+
+
+def pytest_collection_modifyitems(items):
+  """Runs the slowest modules first, longest first.
+
+  pytest-xdist (`-n 2 --dist loadfile`, see pytest.ini) hands out whole
+  files in this order; a long module that started last would run alone at
+  the end while the other worker sits idle.
+  """
+  items.sort(key=lambda item: -_minutes(item))  # stable: files stay whole

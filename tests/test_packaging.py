@@ -18,6 +18,8 @@ import zipfile
 
 import pytest
 
+pytestmark = pytest.mark.slow(minutes=0.5)  # the module, on 2 cores
+
 _ROOT = pathlib.Path(__file__).resolve().parents[1]
 _RELEASE_FILES = ('setup.py', 'pyproject.toml', 'README.md', 'constraints.txt')
 _GIN_FILES = sorted(str(p.relative_to(_ROOT / 'gin'))
@@ -46,11 +48,13 @@ def installed(tmp_path_factory):
   (wheel,) = wheels.glob('movinet_trainer-*.whl')
   venv = work / 'venv'
   subprocess.run([sys.executable, '-m', 'venv', '--system-site-packages',
-                  str(venv)], check=True, timeout=120)
+                  '--without-pip', str(venv)], check=True, timeout=120)
   bin_dir = venv / 'bin'
-  # --ignore-installed: this environment's editable install of the same
-  # version would otherwise count as installed.
-  subprocess.run([str(bin_dir / 'pip'), 'install', '-q', '--no-deps',
+  # This pip, installing into the venv's Python. --ignore-installed: this
+  # environment's editable install of the same version would otherwise count
+  # as installed.
+  subprocess.run([sys.executable, '-m', 'pip', '--python',
+                  str(bin_dir / 'python'), 'install', '-q', '--no-deps',
                   '--ignore-installed', str(wheel)], check=True,
                  capture_output=True, timeout=300)
   empty = work / 'elsewhere'

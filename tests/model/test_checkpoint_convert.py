@@ -13,6 +13,8 @@ from tests.model import official_oracle
 from trainer.model import MODEL_IDS, build_movinet_classifier
 from trainer.model.checkpoint_convert import load_official_checkpoint
 
+pytestmark = pytest.mark.slow(minutes=3.5)  # the module, on 2 cores
+
 VIDEO_SHAPE = (2, 4, 40, 40, 3)  # odd sizes after the strides test padding
 TOLERANCE = 1e-4
 

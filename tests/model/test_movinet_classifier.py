@@ -11,6 +11,8 @@ from trainer.model import (MODEL_IDS, MovinetBackbone, MovinetClassifier,
                            build_movinet_classifier)
 from trainer.model.block_specs import CONV_TYPES
 
+pytestmark = pytest.mark.slow(minutes=2)  # the module, on 2 cores
+
 # Official parameter counts with 600 classes (tf-models-official 2.20.0).
 OFFICIAL_PARAMETERS = {
     ('a0', False): 3126071, ('a1', False): 4717912, ('a2', False): 5280922,

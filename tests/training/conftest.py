@@ -11,6 +11,7 @@ def env(tmp_path_factory):
   return runs.environment(tmp_path_factory.mktemp('cache'))
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope='session')
 def data_dir(tmp_path_factory):
+  """Prepared once per test process; no test may change it."""
   return runs.prepare_tiny(tmp_path_factory.mktemp('data'))

@@ -1,11 +1,22 @@
-"""Bad input: one clear error line, exit status 1, model_dir untouched."""
+"""Bad input: one clear error line, exit status 1, model_dir untouched.
 
+Every case but one runs `trainer.main.main` in one shared process
+(`many_main.py`), as the console script would run it; the unwritable
+model_dir runs the real command in a process of its own.
+"""
+
+import json
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 import tensorflow as tf
 
 from tests.training import run_helpers as runs
+
+pytestmark = pytest.mark.slow(minutes=1.5)  # the module, on 2 cores
 
 
 @pytest.fixture(scope='module')
@@ -27,104 +38,137 @@ def _fails_with(result, *phrases):
   return last
 
 
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+
+
 def _mismatching_checkpoint(directory) -> str:
   """A checkpoint of some other network."""
   checkpoint = tf.train.Checkpoint(dense=tf.Variable(tf.zeros([3, 3])))
   return checkpoint.write(str(directory / 'other' / 'ckpt'))
 
 
-@pytest.mark.parametrize('case', [
-    'unknown_configurable', 'unknown_parameter', 'missing_data_dir',
-    'unprepared_data_dir', 'unknown_model_id', 'bad_batch_size',
-    'pretrained_mismatch'])
-def test_bad_bindings_are_named(case, trained, data_dir, env, tmp_path):
-  bindings = runs.tiny_bindings(data_dir)
-  empty = tmp_path / 'empty'
-  empty.mkdir()
-  phrases = {
-      'unknown_configurable': (["build_modle.model_id = 'a1'"],
-                               ('build_modle',)),
-      'unknown_parameter': (['build_model.model_idd = 3'], ('model_idd',)),
-      'missing_data_dir': ([f"build_inputs.data_dir = '{tmp_path}/none'"],
-                           (f'{tmp_path}/none', 'movinet-prepare')),
-      'unprepared_data_dir': ([f"build_inputs.data_dir = '{empty}'"],
-                              ('No manifest', 'movinet-prepare')),
-      'unknown_model_id': (["build_model.model_id = 'a9'"],
-                           ("build_model.model_id='a9'", 'a0')),
-      'bad_batch_size': (['build_inputs.batch_size = 64'],
-                         ('build_inputs.batch_size=64',)),
-      'pretrained_mismatch': (
-          [f"build_model.pretrained = '{_mismatching_checkpoint(tmp_path)}'"],
-          ('build_model.pretrained=',)),
-  }[case]
-  extra, expected = phrases
-  before = runs.snapshot(trained)
-  result = runs.train(trained, bindings + extra, env=env)
-  _fails_with(result, *expected)
-  assert runs.snapshot(trained) == before
+
+# name -> (extra bindings, extra flags, phrases the error line must hold)
+_BAD_BINDINGS = {
+    'unknown_configurable': (["build_modle.model_id = 'a1'"], [],
+                             ['build_modle']),
+    'unknown_parameter': (['build_model.model_idd = 3'], [], ['model_idd']),
+    'missing_data_dir': (["build_inputs.data_dir = '{tmp}/none'"], [],
+                         ['{tmp}/none', 'movinet-prepare']),
+    'unprepared_data_dir': (["build_inputs.data_dir = '{tmp}/empty'"], [],
+                            ['No manifest', 'movinet-prepare']),
+    'unknown_model_id': (["build_model.model_id = 'a9'"], [],
+                         ["build_model.model_id='a9'", 'a0']),
+    'bad_batch_size': (['build_inputs.batch_size = 64'], [],
+                       ['build_inputs.batch_size=64']),
+    'bad_train_resize': (["build_inputs.train_resize = 'stretch'"], [],
+                         ["build_inputs.train_resize='stretch'", 'pad']),
+    'pretrained_mismatch': (["build_model.pretrained = '{mismatch}'"], [],
+                            ['build_model.pretrained=']),
+    'unknown_strategy': ([], ['--strategy=gpu_cluster'],
+                         ["--strategy='gpu_cluster'", 'mirrored']),
+    'tpu_without_name': ([], ['--strategy=tpu'],
+                         ['--strategy=tpu needs --tpu']),
+    'unreachable_tpu': ([], ['--strategy=tpu', '--tpu=no-such-tpu-xyz'],
+                        ["Cannot reach the TPU --tpu='no-such-tpu-xyz'"]),
+    'missing_gin_file': ([], ['--gin_file=no_such.gin'],
+                         ["--gin_file='no_such.gin'"]),
+}
+# What differs from the trained run -> what the error names.
+_OTHER_SETTINGS = {
+    'model_id': 'build_model.model_id',
+    'classes': 'number of classes',
+    'dataset': 'build_inputs.data_dir and build_inputs.train_split',
+}
 
 
-@pytest.mark.parametrize('flags, expected', [
-    (['--strategy=gpu_cluster'], ("--strategy='gpu_cluster'", 'mirrored')),
-    (['--strategy=tpu'], ('--strategy=tpu needs --tpu',)),
-    (['--strategy=tpu', '--tpu=no-such-tpu-xyz'],
-     ("Cannot reach the TPU --tpu='no-such-tpu-xyz'",)),
-    (['--gin_file=no_such.gin'], ("--gin_file='no_such.gin'",)),
-])
-def test_bad_flags_are_named(flags, expected, trained, data_dir, env):
-  before = runs.snapshot(trained)
-  result = runs.train(trained, runs.tiny_bindings(data_dir), *flags, env=env)
-  _fails_with(result, *expected)
-  assert runs.snapshot(trained) == before
+def _argv(model_dir, bindings, *flags):
+  return ([f'--model_dir={model_dir}']
+          + [f'--gin_bindings={binding}' for binding in bindings]
+          + list(flags))
+
+
+@pytest.fixture(scope='module')
+def outcomes(trained, data_dir, env, tmp_path_factory):
+  """`{case: {'code', 'last_line', 'changed'}}` of every bad command line."""
+  tmp = tmp_path_factory.mktemp('bad')
+  (tmp / 'empty').mkdir()
+  fill = {'tmp': str(tmp), 'mismatch': _mismatching_checkpoint(tmp)}
+  cases = {}
+  for name, (bindings, flags, _) in _BAD_BINDINGS.items():
+    bindings = [b.format(**fill) for b in bindings]
+    cases[name] = (_argv(trained, runs.tiny_bindings(data_dir) + bindings,
+                         *flags), trained)
+  other_data = {
+      'model_id': data_dir,
+      'classes': runs.prepare_tiny(tmp / 'six', num_classes=6),
+      'dataset': runs.prepare_tiny(tmp / 'other', seed=1)}
+  for change, other in other_data.items():
+    overrides = ({'build_model.model_id': "'t0'"} if change == 'model_id'
+                 else {})
+    cases[f'other_{change}'] = (
+        _argv(trained, runs.tiny_bindings(other, **overrides)), trained)
+  (tmp / 'eval').mkdir()
+  cases['eval_without_checkpoint'] = (
+      _argv(tmp / 'eval' / 'run', runs.tiny_bindings(data_dir),
+            '--mode=eval'), tmp / 'eval')
+  # A checkpoint of another architecture with run.json lost.
+  no_run_file = tmp / 'no_run_file'
+  shutil.copytree(trained, no_run_file)
+  (no_run_file / 'run.json').unlink()
+  cases['no_run_file'] = (
+      _argv(no_run_file, runs.tiny_bindings(
+          data_dir, **{'build_model.model_id': "'t0'"})),
+      no_run_file / 'checkpoints')
+  payload = [{'argv': argv, 'watch': str(watch)}
+             for argv, watch in cases.values()]
+  result = subprocess.run(
+      [sys.executable, '-m', 'tests.training.many_main', json.dumps(payload)],
+      cwd=_REPO, env=env, capture_output=True, text=True, timeout=900,
+      check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  outcomes = dict(zip(cases,
+                      json.loads(result.stdout.strip().splitlines()[-1])))
+  for name, (_, _, phrases) in _BAD_BINDINGS.items():
+    outcomes[name]['phrases'] = [p.format(**fill) for p in phrases]
+  return outcomes
+
+
+def _check(outcome, *phrases):
+  assert outcome['code'] == 1, outcome
+  assert outcome['last_line'].startswith('movinet-train: error: '), outcome
+  for phrase in phrases:
+    assert phrase in outcome['last_line'], outcome['last_line']
+  assert not outcome['changed'], 'the watched folder changed'
+
+
+@pytest.mark.parametrize('case', _BAD_BINDINGS)
+def test_bad_bindings_and_flags_are_named(case, outcomes):
+  _check(outcomes[case], *outcomes[case]['phrases'])
+
+
+def test_eval_without_a_checkpoint(outcomes):
+  _check(outcomes['eval_without_checkpoint'], '--mode=eval found no checkpoint')
+
+
+@pytest.mark.parametrize('change', _OTHER_SETTINGS)
+def test_resuming_with_other_settings_is_refused(change, outcomes):
+  _check(outcomes[f'other_{change}'], 'holds a run with other settings',
+         _OTHER_SETTINGS[change], 'new --model_dir')
+
+
+def test_a_removed_run_file_is_not_needed_to_fail_safely(outcomes):
+  # Restoring the checkpoint of another architecture fails with a named
+  # error and the checkpoints stay as they were.
+  _check(outcomes['no_run_file'], 'does not fit this model')
 
 
 def test_unwritable_model_dir(data_dir, env, tmp_path):
+  # The real command in its own process: exit status and stderr as a shell
+  # sees them.
   blocker = tmp_path / 'a_file'
   blocker.write_text('not a directory')
   result = runs.train(blocker / 'run', runs.tiny_bindings(data_dir), env=env)
   _fails_with(result, 'is not writable', '--model_dir')
   assert blocker.read_text() == 'not a directory'
-
-
-def test_eval_without_a_checkpoint(data_dir, env, tmp_path):
-  result = runs.train(tmp_path / 'run', runs.tiny_bindings(data_dir),
-                      '--mode=eval', env=env)
-  _fails_with(result, '--mode=eval found no checkpoint')
-
-
-@pytest.mark.parametrize('change, expected', [
-    ('model_id', 'build_model.model_id'),
-    ('classes', 'number of classes'),
-    ('dataset', 'build_inputs.data_dir and build_inputs.train_split'),
-])
-def test_resuming_with_other_settings_is_refused(change, expected, trained,
-                                                 data_dir, env,
-                                                 tmp_path_factory):
-  if change == 'model_id':
-    bindings = runs.tiny_bindings(data_dir, **{'build_model.model_id': "'t0'"})
-  elif change == 'classes':
-    bindings = runs.tiny_bindings(runs.prepare_tiny(
-        tmp_path_factory.mktemp('six'), num_classes=6))
-  else:  # same classes, other clips
-    bindings = runs.tiny_bindings(runs.prepare_tiny(
-        tmp_path_factory.mktemp('other'), seed=1))
-  before = runs.snapshot(trained)
-  result = runs.train(trained, bindings, env=env)
-  last = _fails_with(result, 'holds a run with other settings', expected,
-                     'new --model_dir')
-  assert runs.snapshot(trained) == before
-  del last
-
-
-def test_a_removed_run_file_is_not_needed_to_fail_safely(trained, data_dir,
-                                                         env, tmp_path):
-  # A checkpoint of another architecture (run.json lost): restoring fails
-  # with a named error and the checkpoints stay as they were.
-  model_dir = tmp_path / 'run'
-  shutil.copytree(trained, model_dir)
-  (model_dir / 'run.json').unlink()
-  before = runs.snapshot(model_dir / 'checkpoints')
-  result = runs.train(model_dir, runs.tiny_bindings(
-      data_dir, **{'build_model.model_id': "'t0'"}), env=env)
-  _fails_with(result, 'does not fit this model')
-  assert runs.snapshot(model_dir / 'checkpoints') == before

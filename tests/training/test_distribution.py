@@ -34,6 +34,8 @@ from tests.training import run_helpers as runs
 from trainer.training import multi_worker
 from trainer.training.checkpointing import EXIT_PREEMPTED
 
+pytestmark = pytest.mark.slow(minutes=5)  # the module, on 2 cores
+
 LOSS_TOLERANCE = 1e-5  # measured over 16 steps: at most 5e-7
 WEIGHT_TOLERANCE = 1e-4  # measured after 16 steps: 1.3e-5 (weights up to 3.4)
 # A dead worker is noticed by TensorFlow's heartbeats (~10 s); allow for a

@@ -17,6 +17,8 @@ from tests.training import run_helpers as runs
 import trainer.training  # noqa: F401  (registers the loss for load_model)
 from trainer.training.checkpointing import EXIT_PREEMPTED
 
+pytestmark = pytest.mark.slow(minutes=3.5)  # the module, on 2 cores
+
 TOLERANCE = 1e-5
 
 

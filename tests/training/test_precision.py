@@ -20,6 +20,8 @@ import trainer.training  # noqa: F401  (registers the loss for load_model)
 from trainer.model import build_movinet_classifier
 from trainer.training import evaluation
 
+pytestmark = pytest.mark.slow(minutes=2)  # the module, on 2 cores
+
 LOW_PRECISION = {'mixed_float16': 'float16', 'mixed_bfloat16': 'bfloat16'}
 VIDEO = np.random.default_rng(0).uniform(size=(2, 4, 32, 32, 3)).astype(
     np.float32)

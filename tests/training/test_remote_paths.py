@@ -26,6 +26,8 @@ from trainer.training import files
 from trainer.training import loop
 from trainer.training import run_identity
 
+pytestmark = pytest.mark.slow(minutes=1.5)  # the module, on 2 cores
+
 
 @pytest.fixture(scope='module')
 def ram_run(tmp_path_factory, data_dir, env):

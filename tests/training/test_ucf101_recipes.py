@@ -24,6 +24,8 @@ from trainer.model import build_movinet_classifier
 from trainer.model import load_official_checkpoint
 import trainer.training  # noqa: F401  (registers the loss the model names)
 
+pytestmark = pytest.mark.slow(minutes=1)  # the module, on 2 cores
+
 _LABELS = ['ApplyEyeMakeup', 'Archery', 'HandStandPushups']
 
 
