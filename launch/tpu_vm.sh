@@ -87,7 +87,8 @@ fi
 
 # The install, on every host, into the venv ~/movinet-venv.
 # Python: the base image (tpu-ubuntu2204-base, Ubuntu 22.04) has Python 3.10,
-# setup.py wants 3.11 (python_requires>=3.11,<3.12). uv, pip-installed from
+# the tested Python is 3.11 (constraints.txt; tensorflow-tpu 2.20.0 has a
+# cp311 wheel). uv, pip-installed from
 # PyPI (pinned), downloads a prebuilt CPython 3.11 into ~/.local/share/uv and
 # makes the venv from it. Chosen over apt + the deadsnakes PPA: no sudo, no
 # wait on the dpkg lock unattended-upgrades holds on a freshly booted VM, no

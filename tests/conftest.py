@@ -39,10 +39,16 @@ def _minutes(item) -> float:
 
 
 def pytest_collection_modifyitems(items):
-  """Runs the slowest modules first, longest first.
+  """Keeps each module on one worker, and runs the slowest modules first.
 
-  pytest-xdist (`-n 2 --dist loadfile`, see pytest.ini) hands out whole
-  files in this order; a long module that started last would run alone at
-  the end while the other worker sits idle.
+  pytest-xdist (`-n 2 --dist loadgroup`, see pytest.ini) keeps the tests of
+  one `xdist_group` on one worker: here a module's, so its module fixtures
+  run once. Tests marked `spread` (long, with no module fixture) are handed
+  out one by one instead. Work goes out in this order, longest first: a long
+  module that started last would run alone at the end while the other
+  worker sits idle.
   """
-  items.sort(key=lambda item: -_minutes(item))  # stable: files stay whole
+  for item in items:
+    if not item.get_closest_marker('spread'):
+      item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+  items.sort(key=lambda item: -_minutes(item))  # stable

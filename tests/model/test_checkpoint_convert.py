@@ -23,6 +23,7 @@ def _video(shape=VIDEO_SHAPE, seed=1):
   return np.random.default_rng(seed).uniform(0, 1, shape).astype(np.float32)
 
 
+@pytest.mark.spread  # 10-45 s a case, most of it building the oracle
 @pytest.mark.parametrize('stream', [False, True], ids=['base', 'stream'])
 @pytest.mark.parametrize('model_id', MODEL_IDS)
 def test_parity_with_official(model_id, stream, tmp_path):
@@ -142,6 +143,7 @@ def test_malicious_archive_is_refused(tmp_path):
   assert not (tmp_path / 'escape.index').exists()
 
 
+@pytest.mark.spread
 def test_stream_states_equal_official_with_external_states(tmp_path):
   official = official_oracle.build_official('a3', 4, stream=True,
                                             external_states=True)
