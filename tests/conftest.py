@@ -38,6 +38,7 @@ def _minutes(item) -> float:
   return marker.kwargs.get('minutes', 1.0) if marker else 0.0
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items):
   """Keeps each module on one worker, and runs the slowest modules first.
 
