@@ -16,6 +16,9 @@ import tensorflow as tf
 
 from tests.training import run_helpers as runs
 
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+
 pytestmark = pytest.mark.slow(minutes=1.5)  # the module, on 2 cores
 
 
@@ -29,17 +32,12 @@ def trained(tmp_path_factory, data_dir, env):
   return model_dir
 
 
-def _fails_with(result, *phrases):
-  assert result.returncode == 1, result.stderr[-3000:]
-  last = result.stderr.strip().splitlines()[-1]
-  assert last.startswith('movinet-train: error: '), result.stderr[-3000:]
+def _check(code, last_line, *phrases):
+  """Exit status 1 and one `movinet-train: error:` line holding `phrases`."""
+  assert code == 1, last_line
+  assert last_line.startswith('movinet-train: error: '), last_line
   for phrase in phrases:
-    assert phrase in last, last
-  return last
-
-
-_REPO = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
+    assert phrase in last_line, last_line
 
 
 def _mismatching_checkpoint(directory) -> str:
@@ -135,33 +133,32 @@ def outcomes(trained, data_dir, env, tmp_path_factory):
   return outcomes
 
 
-def _check(outcome, *phrases):
-  assert outcome['code'] == 1, outcome
-  assert outcome['last_line'].startswith('movinet-train: error: '), outcome
-  for phrase in phrases:
-    assert phrase in outcome['last_line'], outcome['last_line']
+def _check_outcome(outcome, *phrases):
+  _check(outcome['code'], outcome['last_line'], *phrases)
   assert not outcome['changed'], 'the watched folder changed'
 
 
 @pytest.mark.parametrize('case', _BAD_BINDINGS)
 def test_bad_bindings_and_flags_are_named(case, outcomes):
-  _check(outcomes[case], *outcomes[case]['phrases'])
+  _check_outcome(outcomes[case], *outcomes[case]['phrases'])
 
 
 def test_eval_without_a_checkpoint(outcomes):
-  _check(outcomes['eval_without_checkpoint'], '--mode=eval found no checkpoint')
+  _check_outcome(outcomes['eval_without_checkpoint'],
+                 '--mode=eval found no checkpoint')
 
 
 @pytest.mark.parametrize('change', _OTHER_SETTINGS)
 def test_resuming_with_other_settings_is_refused(change, outcomes):
-  _check(outcomes[f'other_{change}'], 'holds a run with other settings',
-         _OTHER_SETTINGS[change], 'new --model_dir')
+  _check_outcome(outcomes[f'other_{change}'],
+                 'holds a run with other settings', _OTHER_SETTINGS[change],
+                 'new --model_dir')
 
 
 def test_a_removed_run_file_is_not_needed_to_fail_safely(outcomes):
   # Restoring the checkpoint of another architecture fails with a named
   # error and the checkpoints stay as they were.
-  _check(outcomes['no_run_file'], 'does not fit this model')
+  _check_outcome(outcomes['no_run_file'], 'does not fit this model')
 
 
 def test_unwritable_model_dir(data_dir, env, tmp_path):
@@ -170,5 +167,6 @@ def test_unwritable_model_dir(data_dir, env, tmp_path):
   blocker = tmp_path / 'a_file'
   blocker.write_text('not a directory')
   result = runs.train(blocker / 'run', runs.tiny_bindings(data_dir), env=env)
-  _fails_with(result, 'is not writable', '--model_dir')
+  last_line = result.stderr.strip().splitlines()[-1]
+  _check(result.returncode, last_line, 'is not writable', '--model_dir')
   assert blocker.read_text() == 'not a directory'
