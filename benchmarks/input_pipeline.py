@@ -43,13 +43,15 @@ import time
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # Before TensorFlow loads.
 
-import cv2  # pylint: disable=g-import-not-at-top
+# pylint: disable=wrong-import-position
+import cv2
 from absl import logging
 import numpy as np
 import tensorflow as tf
 
 from trainer.data import synthetic
 from trainer.data.pipeline import build_dataset
+# pylint: enable=wrong-import-position
 
 GOAL_RATIO = 15.0
 VIDEO_FRAMES, VIDEO_SIZE, VIDEO_FPS = 120, (240, 320), 25  # frames, px, 1/s
@@ -57,7 +59,8 @@ BATCH, NUM_FRAMES, FRAME_STEP, IMAGE_SIZE = 8, 8, 15, 224  # clips, frames, px
 
 
 def parse_args():
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  """The command line, with this module's first docstring line as help."""
+  parser = argparse.ArgumentParser(description=__doc__.partition('\n')[0])
   parser.add_argument('--classes', type=int, default=4, help='2..6')
   parser.add_argument('--videos', type=int, default=24, help='per class')
   parser.add_argument('--epochs', type=int, default=3,

@@ -29,12 +29,14 @@ import time
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # Before TensorFlow loads.
 
-import keras  # pylint: disable=g-import-not-at-top
+# pylint: disable=wrong-import-position
+import keras
 import tensorflow as tf
 import tf_keras
 from official.projects.movinet.modeling import movinet, movinet_model
 
 from trainer.model import build_movinet_classifier
+# pylint: enable=wrong-import-position
 
 NUM_CLASSES = 600
 STREAM_RECIPE = dict(causal=True, conv_type='2plus1d', se_type='2plus3d',
@@ -43,7 +45,8 @@ POSITIONAL_ENCODING_MODELS = ('a3', 'a4', 'a5')
 
 
 def parse_args():
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  """The command line, with this module's first docstring line as help."""
+  parser = argparse.ArgumentParser(description=__doc__.partition('\n')[0])
   parser.add_argument('--model_id', default='a0', help="'a0'..'a5' or 't0'.")
   parser.add_argument('--batch', type=int, default=8, help='clips per step')
   parser.add_argument('--frames', type=int, default=8, help='frames per clip')

@@ -38,6 +38,11 @@ CONFIGS = {
 class StepTimer(keras.callbacks.Callback):
   """Seconds from the end of the first step to the end of the last."""
 
+  def __init__(self):
+    super().__init__()
+    self.start = self.end = None
+    self.steps = 0
+
   def on_train_begin(self, logs=None):
     self.start = self.end = None
     self.steps = 0
@@ -55,6 +60,7 @@ class StepTimer(keras.callbacks.Callback):
 
 
 def measure(data_dir: str, rounds: int, image_size: int, frame_step: int):
+  """Median seconds per step: (through the pipeline, from one batch in RAM)."""
   strategy = tf.distribute.OneDeviceStrategy('/cpu:0')
   inputs = inputs_lib.build_inputs(
       data_dir=data_dir, batch_size=8, num_frames=8, frame_step=frame_step,
@@ -86,7 +92,7 @@ def measure(data_dir: str, rounds: int, image_size: int, frame_step: int):
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser = argparse.ArgumentParser(description=__doc__.partition('\n')[0])
   parser.add_argument('--rounds', type=int, default=3)
   args = parser.parse_args()
   with tempfile.TemporaryDirectory() as scratch:

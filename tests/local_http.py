@@ -89,6 +89,7 @@ class RangeHandler(QuietHandler):
         break
       outputfile.write(chunk)
       self._remaining -= len(chunk)
+    return None
 
 
 _UNSATISFIABLE = 'unsatisfiable'

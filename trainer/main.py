@@ -44,6 +44,7 @@ import sys
 # Before TensorFlow loads: its C++ INFO lines would drown the progress bar.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
 
+# pylint: disable=wrong-import-position
 from absl import app
 from absl import flags
 from absl import logging
@@ -52,6 +53,7 @@ import tensorflow as tf
 
 from trainer import command_line
 from trainer import training
+# pylint: enable=wrong-import-position
 
 
 def _find_gin_dir() -> str:
@@ -120,7 +122,7 @@ def _hint(error: BaseException) -> str:
   """How to fix gin's errors about required values, which gin leaves out."""
   message = str(error)
   if '%gin.REQUIRED' in message and 'macro.value' in message:
-    macro = message.split('/macro.value')[0].split()[-1]
+    macro = message.partition('/macro.value')[0].split()[-1]
     return f'; bind it, e.g. --gin_bindings="{macro}=\'...\'"'
   if 'Required bindings' in message:
     return '; add the missing binding to a --gin_file or --gin_bindings'

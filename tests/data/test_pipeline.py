@@ -46,7 +46,8 @@ def _write_prepared(root, shard_lengths, *, split='train', labels=None):
       'frames': {'fps': None, 'short_side': None, 'jpeg_quality': 95},
       'skipped': [],
   }
-  with open(os.path.join(root, schema.MANIFEST_NAME), 'w') as f:
+  with open(os.path.join(root, schema.MANIFEST_NAME), 'w',
+            encoding='utf-8') as f:
     json.dump(manifest, f)
   return str(root)
 
@@ -101,7 +102,7 @@ def test_missing_inputs_name_path_and_fix(tmp_path, problem):
     os.remove(expected)
   elif problem == 'bad_manifest':
     expected = os.path.join(data_dir, schema.MANIFEST_NAME)
-    with open(expected, 'w') as f:
+    with open(expected, 'w', encoding='utf-8') as f:
       f.write('{"labels": [')  # cut short, as by a full disk
   split = 'validation' if problem == 'no_split' else 'train'
   with pytest.raises(ValueError) as error:

@@ -62,7 +62,7 @@ def _unused_port():
 
 
 @pytest.fixture(scope='module')
-def _range_server(tmp_path_factory):
+def range_server(tmp_path_factory):
   """One server per module: stopping one takes up to 0.5 s."""
   served = local_http.LocalHttpServer(tmp_path_factory.mktemp('www'),
                                       handler=local_http.RangeHandler)
@@ -71,17 +71,17 @@ def _range_server(tmp_path_factory):
 
 
 @pytest.fixture
-def www(_range_server):
+def www(range_server):
   """This test's own folder on the shared server."""
-  folder = _range_server.root / uuid.uuid4().hex
+  folder = range_server.root / uuid.uuid4().hex
   folder.mkdir()
   return folder
 
 
 @pytest.fixture
-def server(_range_server, www):
+def server(range_server, www):
   """`server.url` serves `www`."""
-  return types.SimpleNamespace(url=f'{_range_server.url}/{www.name}')
+  return types.SimpleNamespace(url=f'{range_server.url}/{www.name}')
 
 
 @pytest.fixture
@@ -167,7 +167,7 @@ def test_both_real_layouts_list_the_same_classes(ucf101_zips, layout):
   assert listing.entries == _small_entries(layout)
   # UCF101's own spelling: v_HandStandPushups_* in HandstandPushups/.
   assert listing.labels == ['ApplyEyeMakeup', 'Archery', 'HandStandPushups']
-  assert listing.skipped == []
+  assert not listing.skipped
 
 
 @pytest.mark.parametrize('layout', ucf.LAYOUTS)

@@ -5,6 +5,7 @@ import tensorflow as tf
 import tf_keras
 from official.projects.movinet.modeling import movinet, movinet_model
 # Private, and only here: see `build_official`.
+# pylint: disable-next=no-name-in-module
 from tensorflow.python.autograph.core import ag_ctx
 
 # The official stream recipe, as `build_movinet_classifier(stream=True)`.
@@ -40,6 +41,7 @@ def build_official(model_id, num_classes, stream=False, external_states=False,
 
 
 def randomize(model, seed):
+  """Draws every BatchNorm statistic, beta, gamma, bias and scalar scale."""
   rng = np.random.default_rng(seed)
   for variable in model.variables:
     name, shape = variable.name, variable.shape

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.model import official_oracle
 from trainer.model import (MODEL_IDS, MovinetBackbone, MovinetClassifier,
                            build_movinet_classifier)
 from trainer.model.block_specs import CONV_TYPES
@@ -74,7 +75,6 @@ def test_streaming_without_initial_states_starts_from_zero():
 
 @pytest.mark.parametrize('model_id', ['a0', 't0'])
 def test_state_names_and_shapes_equal_official(model_id):
-  from tests.model import official_oracle
   official = official_oracle.build_official(model_id, 4, stream=True,
                                             external_states=True)
   shape = (1, 2, 40, 40, 3)
@@ -150,7 +150,7 @@ def test_stochastic_depth_drops_blocks_only_while_training():
 
 def test_training_updates_batch_norm_statistics():
   model = build_movinet_classifier('t0', 3)
-  stats = [v for v in model.backbone.non_trainable_variables]
+  stats = list(model.backbone.non_trainable_variables)
   before = [np.array(v) for v in stats]
   model(video((2, 2, 32, 32, 3)), training=True)
   assert any(not np.array_equal(b, np.array(v)) for b, v in zip(before, stats))

@@ -27,6 +27,7 @@ from trainer import main as main_lib
 
 
 def run_case(argv: list[str], watch: str) -> dict:
+  """Runs `main` on one command line; see the module docstring."""
   before = run_helpers.snapshot(watch)
   flags.FLAGS.unparse_flags()
   flags.FLAGS(['movinet-train', *argv])

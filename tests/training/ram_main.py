@@ -50,7 +50,7 @@ def listing(directory: str) -> dict[str, int]:
 
 def run_main(argv: list[str]) -> None:
   """movinet-train's main on `argv`, as a fresh command would run it."""
-  from trainer import main  # pylint: disable=g-import-not-at-top
+  from trainer import main  # pylint: disable=import-outside-toplevel
   gin.clear_config()
   flags.FLAGS.unparse_flags()
   try:
@@ -61,6 +61,7 @@ def run_main(argv: list[str]) -> None:
 
 
 def scenario(local_data: str, ram_root: str, passed: list[str]) -> dict:
+  """Trains, resumes and evaluates in ram://; returns what it holds."""
   data_dir, model_dir = f'{ram_root}/data', f'{ram_root}/run'
   copy_tree(local_data, data_dir)
   # --verbosity=0 (INFO) explicitly: absl's app.run turns INFO on only in

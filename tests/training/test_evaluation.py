@@ -184,7 +184,7 @@ def test_write_eval_outputs_writes_json_and_png(tmp_path):
   evaluation.write_eval_outputs(_metrics(), eval_dir)
   assert sorted(os.listdir(eval_dir)) == ['confusion_matrix.png',
                                           'metrics.json']
-  with open(os.path.join(eval_dir, 'metrics.json')) as f:
+  with open(os.path.join(eval_dir, 'metrics.json'), encoding='utf-8') as f:
     assert json.load(f) == _metrics()
   with open(os.path.join(eval_dir, 'confusion_matrix.png'), 'rb') as f:
     assert tf.io.decode_png(f.read()).shape[2] in (3, 4)
@@ -207,7 +207,7 @@ def test_write_eval_outputs_overwrites_atomically(tmp_path, monkeypatch):
   src, dst, overwrite = renames[0]
   assert dst == metrics_path and overwrite
   assert os.path.dirname(src) == eval_dir and '.tmp-' in src
-  with open(metrics_path) as f:
+  with open(metrics_path, encoding='utf-8') as f:
     assert json.load(f)['top1'] == 0.75
   assert sorted(os.listdir(eval_dir)) == ['confusion_matrix.png',
                                           'metrics.json']

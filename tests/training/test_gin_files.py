@@ -78,7 +78,7 @@ def test_the_expected_files_exist(parsed):
 def test_parses_and_has_a_header(name, parsed):
   # Unknown configurables or parameters would fail (skip_unknown=False).
   assert parsed['results'][f'parse:{name}'] == {}
-  with open(os.path.join(GIN_DIR, name)) as f:
+  with open(os.path.join(GIN_DIR, name), encoding='utf-8') as f:
     text = f.read()
   assert text.startswith('#')
   header = text.split('\n\n')[0]

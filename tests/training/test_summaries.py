@@ -176,8 +176,8 @@ def test_preempted_epoch_writes_no_epoch_summaries(tmp_path):
   model.stop_training = True
   callback.on_epoch_end(1, {'loss': 1.0, 'val_loss': 2.0})
   callback.on_train_end()
-  assert read_events(tmp_path / summaries.TRAIN) == []
-  assert read_events(tmp_path / summaries.VALIDATION) == []
+  assert not read_events(tmp_path / summaries.TRAIN)
+  assert not read_events(tmp_path / summaries.VALIDATION)
 
 
 @pytest.mark.parametrize('iteration, rate', [

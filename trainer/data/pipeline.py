@@ -297,6 +297,7 @@ def _check_positive(**values) -> None:
 def _check_arguments(batch_size, num_frames, frame_step, image_size,
                      eval_clips, shuffle_buffer, train_resize, eval_resize,
                      min_crop_area) -> None:
+  """Raises ValueError naming the first argument out of its range."""
   _check_positive(batch_size=batch_size, num_frames=num_frames,
                   frame_step=frame_step, image_size=image_size,
                   eval_clips=eval_clips, shuffle_buffer=shuffle_buffer)

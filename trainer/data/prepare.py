@@ -46,18 +46,19 @@ from trainer.data.prepare_settings import (PrepareError, SYNTHETIC_FPS,
 from trainer.data.shard_worker import STATE_DIR, TMP_MARK
 
 
-def prepare(output_dir: str, source: str = 'synthetic',
-            video_dir: str | None = None,
-            ucf101_url: str = sources.DEFAULT_UCF101_URL,
-            num_classes: int | None = None, splits: str | None = None,
-            split_by: str = 'count', fold: int = 1, seed: int = 0,
-            fps: float | None = None, short_side: int | None = None,
-            jpeg_quality: int = 90, shard_clips: int = 64,
-            num_shards: int | None = None, workers: int | None = None,
-            min_frames: int = 8, synthetic_dir: str | None = None,
-            synthetic_frames: int = SYNTHETIC_FRAMES,
-            synthetic_size: tuple[int, int] = SYNTHETIC_SIZE,
-            synthetic_fps: float = SYNTHETIC_FPS) -> dict:
+# Every argument reaches `check_settings` through `locals()`.
+def prepare(  # pylint: disable=unused-argument
+    output_dir: str, source: str = 'synthetic', video_dir: str | None = None,
+    ucf101_url: str = sources.DEFAULT_UCF101_URL,
+    num_classes: int | None = None, splits: str | None = None,
+    split_by: str = 'count', fold: int = 1, seed: int = 0,
+    fps: float | None = None, short_side: int | None = None,
+    jpeg_quality: int = 90, shard_clips: int = 64,
+    num_shards: int | None = None, workers: int | None = None,
+    min_frames: int = 8, synthetic_dir: str | None = None,
+    synthetic_frames: int = SYNTHETIC_FRAMES,
+    synthetic_size: tuple[int, int] = SYNTHETIC_SIZE,
+    synthetic_fps: float = SYNTHETIC_FPS) -> dict:
   """Prepares a dataset; see the module docstring and the flags in `run`.
 
   Args: as the flags of the same names; None picks the per-source default
@@ -217,12 +218,12 @@ def _run_jobs(jobs, workers, output_dir):
                  len(jobs))
   total = sum(len(job['videos']) for job in todo)
   with tqdm.tqdm(total=total, desc='prepare', unit='video',
-                 disable=not total) as bar:
+                 disable=not total) as progress:
     if workers == 1 or len(todo) <= 1:
       try:
         for result in map(shard_worker.prepare_shard, todo):
           done[result['file']] = result
-          bar.update(result['num_videos'])
+          progress.update(result['num_videos'])
       finally:
         shard_worker.close_archives()
     else:
@@ -230,7 +231,7 @@ def _run_jobs(jobs, workers, output_dir):
       with context.Pool(min(workers, len(todo))) as pool:
         for result in pool.imap_unordered(shard_worker.prepare_shard, todo):
           done[result['file']] = result
-          bar.update(result['num_videos'])
+          progress.update(result['num_videos'])
   return [done[job['file']] for job in jobs]
 
 
@@ -238,6 +239,7 @@ def _run_jobs(jobs, workers, output_dir):
 
 
 def _manifest(settings, plan, results) -> dict:
+  """The manifest of the finished shards, with every skipped video."""
   by_file = {r['file']: r for r in results}
   skipped = [{'video': name, 'reason': reason}
              for r in results for name, reason in r['skipped']]
@@ -267,6 +269,7 @@ def _manifest(settings, plan, results) -> dict:
 
 
 def _log_summary(manifest) -> None:
+  """Logs what was written: classes, clips per split, shards, skipped."""
   shards = [s for split in manifest['splits'].values()
             for s in split['shards']]
   reasons = collections.Counter(

@@ -36,7 +36,7 @@ def shard_name(split: str, index: int, count: int) -> str:
 def encode_clip(jpeg_frames: Sequence[bytes], label_index: int,
                 label_text: str, filename: str) -> bytes:
   """Serializes one clip; `jpeg_frames` are JPEG-encoded RGB frames."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
   example = tf.train.SequenceExample()
   context = example.context.feature
   context[LABEL_INDEX_KEY].int64_list.value.append(int(label_index))
@@ -55,7 +55,7 @@ def parse_clip(serialized):
     A dict with `jpeg_frames` (string tensor `(frames,)`), `label` (int64
     scalar), `label_text` and `filename` (string scalars).
   """
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
   context, sequence = tf.io.parse_single_sequence_example(
       serialized,
       context_features={
@@ -75,5 +75,5 @@ def parse_clip(serialized):
 
 def encode_jpeg(frame_rgb: np.ndarray, quality: int) -> bytes:
   """JPEG bytes of one `(height, width, 3)` uint8 RGB frame."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
   return tf.io.encode_jpeg(frame_rgb, quality=quality).numpy()

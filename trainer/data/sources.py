@@ -284,6 +284,7 @@ class Ucf101Archive:
     return destination
 
   def _copy_member(self, info: zipfile.ZipInfo, out) -> None:
+    """Streams one member into the file object `out`."""
     action = f'fetch {info.filename!r} from'
     with _remote_errors(self.url, action):
       member = self._zip.open(info)

@@ -154,8 +154,11 @@ def _crc_list() -> list:
 
 
 @functools.lru_cache(maxsize=32)
-def _zeros_operator(length: int) -> tuple:
-  """Tables applying "run `length` zero bytes through the register"."""
+def _zeros_operator(length: int) -> tuple[list, list, list, list]:
+  """Tables applying "run `length` zero bytes through the register".
+
+  One table per byte of the register, 256 entries each.
+  """
   table = _crc_table()
   bits = np.array([1 << b for b in range(32)], np.uint32)
   for _ in range(length):
@@ -171,4 +174,4 @@ def _zeros_operator(length: int) -> tuple:
           acc ^= bits[8 * part + bit]
       entries.append(acc)
     tables.append(entries)
-  return tuple(tables)
+  return tables[0], tables[1], tables[2], tables[3]

@@ -85,6 +85,7 @@ class SqueezeExcitation(keras.layers.Layer):
     self.se_expand.build(pooled[:-1] + (self.hidden_filters,))
 
   def call(self, inputs, states: Optional[States] = None, training=None):
+    del training  # no BatchNorm or dropout inside
     states = dict(states or {})
     if self.se_type == '3d':
       x, states = self.pool(inputs, states)
@@ -209,6 +210,7 @@ class MovinetBlock(keras.layers.Layer):
       self.skip.build(pooled)
 
   def _shortcut(self, inputs, training):
+    """The residual branch: identity, or pooled and projected to `filters`."""
     if self.skip is None:
       return inputs
     x = inputs

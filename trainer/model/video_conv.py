@@ -159,6 +159,7 @@ class VideoConv(keras.layers.Layer):
     return outputs
 
   def _temporal_sum(self, inputs, kernel):
+    """The convolution as a sum over the kernel's frames of 2D ones."""
     frames, height, width = self.kernel_size
     stride_t, stride_h, stride_w = self.strides
     shape = ops.shape(inputs)

@@ -40,6 +40,7 @@ class _ProbabilitiesAndLabels(keras.Model):
     self.eval_clips = eval_clips
 
   def call(self, inputs, training=False):
+    del training  # always inference
     video, label = inputs
     if self.eval_clips > 1:
       # (batch, clips, frames, h, w, 3) -> (batch * clips, frames, h, w, 3).

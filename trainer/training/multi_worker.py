@@ -290,6 +290,7 @@ def _build_from_local_batch(self, iterator=None, data_batch=None):
           next(batches))
       break
   with strategy.scope():
+    # pylint: disable-next=protected-access
     self._symbolic_build(data_batch=data_batch)
 
 

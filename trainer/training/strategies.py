@@ -57,6 +57,7 @@ def _mirrored(tpu: Optional[str]) -> tf.distribute.Strategy:
 
 
 def _tpu(tpu: Optional[str]) -> tf.distribute.Strategy:
+  """A TPUStrategy on the initialized TPU system `tpu`."""
   if not tpu:
     raise StrategyError('--strategy=tpu needs --tpu: the TPU name, or '
                         '--tpu=local on a Cloud TPU VM.')
