@@ -111,14 +111,18 @@ def outcomes(trained, data_dir, env, tmp_path_factory):
   cases['eval_without_checkpoint'] = (
       _argv(tmp / 'eval' / 'run', runs.tiny_bindings(data_dir),
             '--mode=eval'), tmp / 'eval')
-  # A checkpoint of another architecture with run.json lost.
+  # run.json lost: the checkpoints' own record of the run is checked.
   no_run_file = tmp / 'no_run_file'
   shutil.copytree(trained, no_run_file)
   (no_run_file / 'run.json').unlink()
   cases['no_run_file'] = (
       _argv(no_run_file, runs.tiny_bindings(
           data_dir, **{'build_model.model_id': "'t0'"})),
-      no_run_file / 'checkpoints')
+      no_run_file)
+  cases['no_run_file_other_data'] = (
+      _argv(no_run_file, runs.tiny_bindings(
+          other_data['dataset'], **{'build_inputs.batch_size': 8})),
+      no_run_file)
   payload = [{'argv': argv, 'watch': str(watch)}
              for argv, watch in cases.values()]
   result = subprocess.run(
@@ -155,10 +159,17 @@ def test_resuming_with_other_settings_is_refused(change, outcomes):
                  'new --model_dir')
 
 
-def test_a_removed_run_file_is_not_needed_to_fail_safely(outcomes):
-  # Restoring the checkpoint of another architecture fails with a named
-  # error and the checkpoints stay as they were.
-  _check_outcome(outcomes['no_run_file'], 'does not fit this model')
+@pytest.mark.parametrize('case, phrases', [
+    ('no_run_file', ['holds a run with other settings',
+                     "build_model.model_id: 'a0' before, now 't0'"]),
+    ('no_run_file_other_data', [
+        'holds a run with other settings',
+        'build_inputs.data_dir and build_inputs.train_split',
+        'build_inputs.batch_size (the global batch): 4 before, now 8']),
+])
+def test_a_removed_run_file_is_checked_against_the_checkpoint(case, phrases,
+                                                              outcomes):
+  _check_outcome(outcomes[case], *phrases)
 
 
 def test_unwritable_model_dir(data_dir, env, tmp_path):

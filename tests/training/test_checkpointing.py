@@ -403,3 +403,93 @@ def test_callback_saves_the_optimizer_of_a_model_compiled_without_scope(
   metrics = [n for n in names if n.startswith('metrics/accuracy')]
   # iterations, learning_rate and 4 momentum slots; accuracy total, count.
   assert (len(optimizer_slots), len(metrics)) == (6, 2)
+
+
+# Damaged state, as a preemption in the middle of a save to a bucket can
+# leave it: the newest checkpoint without its `.index` (TensorFlow writes
+# `ckpt-N.data-*` first and the index last), or the `checkpoint` state file
+# cut short.
+def _drop_index(model_dir, step):
+  os.remove(os.path.join(model_dir, 'checkpoints', f'ckpt-{step}.index'))
+
+
+def _garble_state_file(model_dir, step):
+  del step
+  with open(os.path.join(model_dir, 'checkpoints', 'checkpoint'), 'w',
+            encoding='utf-8') as f:
+    f.write('model_checkpoint_path: "ckpt-')  # cut short
+
+
+@pytest.mark.parametrize('damage, resumed_from', [(_drop_index, 4),
+                                                  (_garble_state_file, 6)])
+def test_a_damaged_newest_checkpoint_resumes_from_a_readable_one(
+    tmp_path, damage, resumed_from):
+  expected_dir, damaged_dir = str(tmp_path / 'whole'), str(tmp_path / 'cut')
+  whole, _, _ = train(expected_dir, total_steps=9, keep=3)
+  train(damaged_dir, total_steps=6, keep=3)
+  assert saved_numbers(damaged_dir) == [3, 4, 6]
+  damage(damaged_dir, 6)
+
+  checkpoint = checkpointing.TrainingCheckpoint(damaged_dir, keep=3)
+  assert checkpoint.read_progress(STEPS_PER_EPOCH).global_step == (
+      resumed_from)
+  resumed, progress, _ = train(damaged_dir, total_steps=9, keep=3)
+  assert progress.global_step == 9
+  for got, expected in zip(all_state(resumed), all_state(whole), strict=True):
+    np.testing.assert_array_equal(got, expected)
+  assert sorted(os.listdir(os.path.join(damaged_dir, 'checkpoints'))) == [
+      'checkpoint'] + [f'ckpt-{step}.{kind}' for step in (6, 8, 9)
+                       for kind in ('data-00000-of-00001', 'index')]
+
+
+def test_intact_checkpoints_stay_until_a_newer_one_is_read_back(tmp_path):
+  model_dir = str(tmp_path)
+  train(model_dir, total_steps=4, keep=2)
+  _drop_index(model_dir, 4)
+  checkpoint = checkpointing.TrainingCheckpoint(model_dir, keep=2)
+  checkpoint.attach(tiny_model())
+  checkpoint.restore()
+  assert saved_numbers(model_dir) == [3]  # 4 is unreadable, 3 still kept
+  checkpoint.save(checkpointing.Progress(STEPS_PER_EPOCH, epoch=1,
+                                         step_in_epoch=1))
+  assert saved_numbers(model_dir) == [3, 4]
+
+
+def test_no_readable_checkpoint_stops_the_run_naming_them(tmp_path):
+  model_dir = str(tmp_path)
+  train(model_dir, total_steps=3, keep=2)
+  for step in (2, 3):
+    _drop_index(model_dir, step)
+  checkpoint = checkpointing.TrainingCheckpoint(model_dir)
+  with pytest.raises(checkpointing.UnreadableCheckpointsError,
+                     match=r'No checkpoint in .*checkpoints can be read: '
+                           r'ckpt-3 \(.*\); ckpt-2 \(.*\)\. Move that folder'):
+    checkpoint.read_progress(STEPS_PER_EPOCH)
+
+
+def test_an_interrupted_save_leaves_no_temporary_folder(tmp_path):
+  model_dir = str(tmp_path)
+  checkpoint = checkpointing.TrainingCheckpoint(model_dir, keep=2)
+  checkpoint.attach(tiny_model())
+  checkpoint.save(checkpointing.Progress(STEPS_PER_EPOCH, step_in_epoch=1))
+  # What a save killed while writing ckpt-2 leaves (TensorFlow's sharded
+  # save writes into ckpt-<step>_temp/ first).
+  orphan = os.path.join(model_dir, 'checkpoints', 'ckpt-2_temp')
+  os.makedirs(orphan)
+  with open(os.path.join(orphan, 'part-00000-of-00001.data-00000-of-00001'),
+            'wb') as f:
+    f.write(bytes(1000))
+  checkpoint.save(checkpointing.Progress(STEPS_PER_EPOCH, step_in_epoch=2))
+  assert sorted(os.listdir(os.path.join(model_dir, 'checkpoints'))) == [
+      'checkpoint', 'ckpt-1.data-00000-of-00001', 'ckpt-1.index',
+      'ckpt-2.data-00000-of-00001', 'ckpt-2.index']
+
+
+def test_each_checkpoint_holds_the_run_identity(tmp_path):
+  identity = {'batch_size': 4, 'label_names': ['a', 'b'], 'seed': 3}
+  checkpoint = checkpointing.TrainingCheckpoint(str(tmp_path),
+                                                identity=identity)
+  checkpoint.attach(tiny_model())
+  assert checkpointing.read_identity(str(tmp_path)) is None
+  checkpoint.save(checkpointing.Progress(STEPS_PER_EPOCH, step_in_epoch=1))
+  assert checkpointing.read_identity(str(tmp_path)) == identity

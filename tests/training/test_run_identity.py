@@ -133,3 +133,26 @@ def test_check_names_an_unknown_key_by_itself(tmp_path):
                      match="frames: 8 before, now 16"):
     run_identity.check(str(tmp_path), {'frames': 16}, {'frames': 8})
 
+
+
+# run.json against the identity the newest checkpoint holds
+# (checkpointing.read_identity).
+def test_a_missing_run_file_is_replaced_by_the_checkpoints_record(tmp_path):
+  assert run_identity.check_against_checkpoint(
+      str(tmp_path), None, IDENTITY) == IDENTITY
+
+
+@pytest.mark.parametrize('recorded, saved', [(None, None),
+                                             (IDENTITY, None),
+                                             (IDENTITY, dict(IDENTITY))])
+def test_agreeing_or_absent_records_pass(tmp_path, recorded, saved):
+  assert run_identity.check_against_checkpoint(
+      str(tmp_path), recorded, saved) == recorded
+
+
+def test_an_edited_run_file_is_refused_naming_what_differs(tmp_path):
+  edited = dict(IDENTITY, batch_size=16, seed=1)
+  with pytest.raises(run_identity.RunMismatchError,
+                     match=r'run\.json differs from the run its newest '
+                           r'checkpoint records \(in batch_size, seed\)'):
+    run_identity.check_against_checkpoint(str(tmp_path), edited, IDENTITY)

@@ -11,12 +11,22 @@ Saving: every `every_steps` steps, at each epoch's end, and when SIGTERM
 arrives (how preemptible VMs and TPU VMs announce preemption; the run then
 stops with exit status `EXIT_PREEMPTED`). A SIGKILL therefore loses at most
 `every_steps` steps. TensorFlow writes a checkpoint's files under temporary
-names and then points the `checkpoint` index file at it with an atomic
-rename, so a kill mid-save leaves the previous checkpoint in use. Only the
-last `keep` checkpoints are kept.
+names and renames them into place.
+
+Damaged state: the newest checkpoint that can be read is used, whatever the
+`checkpoint` state file says (a preemption in the middle of a save to a
+bucket can leave a checkpoint without its `.index`, or the state file cut
+short); each unreadable one is named in the log. A new checkpoint is read
+back before older ones beyond the last `keep` are deleted. If checkpoints
+exist and none can be read, the run stops (`UnreadableCheckpointsError`)
+instead of silently starting again from step 0.
+
+Each checkpoint also holds the run's identity (`run_identity`) as JSON, so a
+missing or edited `run.json` is checked against it.
 """
 
 import dataclasses
+import json
 import math
 import os
 import re
@@ -37,6 +47,15 @@ EXIT_PREEMPTED = 75
 CHECKPOINT_DIR = 'checkpoints'
 _PROGRESS_KEYS = ('epoch', 'step_in_epoch', 'best_accuracy')
 _VALUE_SUFFIX = '/.ATTRIBUTES/VARIABLE_VALUE'
+_IDENTITY_KEY = f'run/identity{_VALUE_SUFFIX}'
+# `CheckpointManager`'s names: ckpt-<step>.index, ckpt-<step>.data-*, and
+# ckpt-<step>_temp/ while a save is in progress.
+_CHECKPOINT_FILE = re.compile(
+    r'^ckpt-(\d+)(\.index|\.data-\d+-of-\d+|_temp)/?$')
+
+
+class UnreadableCheckpointsError(ValueError):
+  """Checkpoints exist in `model_dir` and none of them can be read."""
 
 
 @dataclasses.dataclass
@@ -89,6 +108,57 @@ def _reader(prefix: str):
   return tf.compat.v1.train.NewCheckpointReader(prefix)
 
 
+def _numbered_files(directory: str) -> dict[int, list[str]]:
+  """The files (and temporary folders) of each checkpoint, by step."""
+  if not tf.io.gfile.isdir(directory):
+    return {}
+  found = {}
+  for name in tf.io.gfile.listdir(directory):
+    match = _CHECKPOINT_FILE.match(name)
+    if match:
+      found.setdefault(int(match.group(1)), []).append(
+          os.path.join(directory, name.rstrip('/')))
+  return found
+
+
+def _check_readable(prefix: str) -> None:
+  """Raises tf.errors.OpError or KeyError unless `prefix` can be read:
+  its index, and its position and identity values from the data files."""
+  reader = _reader(prefix)
+  for key in _PROGRESS_KEYS:
+    reader.get_tensor(f'progress/{key}{_VALUE_SUFFIX}')
+  if reader.has_tensor(_IDENTITY_KEY):
+    json.loads(reader.get_tensor(_IDENTITY_KEY))
+
+
+def _newest_readable(directory: str) -> tuple[Optional[str], list[str]]:
+  """(prefix of the newest readable checkpoint or None, the problems of
+  the newer ones that could not be read)."""
+  problems = []
+  for step in sorted(_numbered_files(directory), reverse=True):
+    prefix = os.path.join(directory, f'ckpt-{step}')
+    try:
+      _check_readable(prefix)
+    except (tf.errors.OpError, KeyError, ValueError) as error:
+      reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+      problems.append(f'ckpt-{step} ({reason[:200]})')
+      continue
+    return prefix, problems
+  return None, problems
+
+
+def read_identity(model_dir: str) -> Optional[dict]:
+  """The run identity in the newest readable checkpoint of `model_dir`
+  (None if there is no checkpoint, or it predates identities)."""
+  latest, _ = _newest_readable(os.path.join(model_dir, CHECKPOINT_DIR))
+  if not latest:
+    return None
+  reader = _reader(latest)
+  if not reader.has_tensor(_IDENTITY_KEY):
+    return None
+  return json.loads(reader.get_tensor(_IDENTITY_KEY))
+
+
 def _by_path(variables) -> dict[str, tf.Variable]:
   """The backing TensorFlow variables of Keras variables, keyed by path.
 
@@ -114,20 +184,40 @@ class TrainingCheckpoint:
   """
 
   def __init__(self, model_dir: str, keep: int = 3,
-               write_dir: Optional[str] = None):
+               write_dir: Optional[str] = None,
+               identity: Optional[dict] = None):
     if keep < 1:
       raise ValueError(f'run.keep_checkpoints={keep} must be at least 1.')
     self.directory = os.path.join(model_dir, CHECKPOINT_DIR)
     self.write_directory = os.path.join(write_dir or model_dir, CHECKPOINT_DIR)
     self.keep = keep
+    self.identity = identity
     self._manager = None
     self._progress_variables = None
     self.metric_variables = []
     self.last_saved_step = None
+    self._reported = set()
 
   def latest(self) -> Optional[str]:
-    """The prefix of the newest checkpoint, or None."""
-    return tf.train.latest_checkpoint(self.directory)
+    """The prefix of the newest readable checkpoint, or None if there is
+    no checkpoint at all.
+
+    Raises:
+      UnreadableCheckpointsError: checkpoints exist and none can be read.
+    """
+    latest, problems = _newest_readable(self.directory)
+    for problem in problems:
+      if problem not in self._reported:
+        self._reported.add(problem)
+        logging.warning('Checkpoint %s cannot be read; %s.',
+                        os.path.join(self.directory, problem),
+                        'using an older one' if latest else 'none can')
+    if not latest and problems:
+      raise UnreadableCheckpointsError(
+          f'No checkpoint in {self.directory} can be read: '
+          f'{"; ".join(problems[:3])}. Move that folder away to train from '
+          'the start on purpose, or use a new --model_dir.')
+    return latest
 
   def read_progress(self, steps_per_epoch: int) -> Progress:
     """The newest checkpoint's position (the start if there is none)."""
@@ -186,9 +276,16 @@ class TrainingCheckpoint:
                                        trainable=False),
       }
       objects['progress'] = tf.train.Checkpoint(**self._progress_variables)
+      latest = self.latest()
+      if self.identity is not None and (
+          not latest or _reader(latest).has_tensor(_IDENTITY_KEY)):
+        objects['run'] = tf.train.Checkpoint(identity=tf.Variable(
+            json.dumps(self.identity, sort_keys=True), trainable=False))
     checkpoint = tf.train.Checkpoint(**objects)
+    # Nothing deleted by the manager: `save` rotates once it has read the
+    # new checkpoint back.
     self._manager = tf.train.CheckpointManager(
-        checkpoint, self.write_directory, max_to_keep=self.keep)
+        checkpoint, self.write_directory, max_to_keep=None)
 
   def restore(self, weights_only: bool = False) -> list[np.ndarray]:
     """Loads the newest checkpoint into the attached objects.
@@ -219,11 +316,43 @@ class TrainingCheckpoint:
     for key in _PROGRESS_KEYS:
       self._progress_variables[key].assign(getattr(progress, key))
     path = self._manager.save(checkpoint_number=progress.global_step)
+    try:
+      _check_readable(path)
+    except (tf.errors.OpError, KeyError, ValueError) as error:
+      raise OSError(f'The checkpoint just saved, {path}, cannot be read back '
+                    f'({str(error).strip().splitlines()[0][:200]}); no older '
+                    'checkpoint was deleted.') from error
+    self._rotate(progress.global_step)
     self.last_saved_step = progress.global_step
     level = logging.DEBUG if progress.step_in_epoch else logging.INFO
     logging.log(level, 'Saved checkpoint %s (epoch %d, step %d of it).', path,
                 progress.epoch, progress.step_in_epoch)
     return path
+
+  def _rotate(self, newest: int) -> None:
+    """Deletes the checkpoints older than the last `keep` up to `newest`,
+    and the temporary folders of interrupted saves."""
+    numbered = _numbered_files(self.write_directory)
+    older = sorted((step for step in numbered if step <= newest),
+                   reverse=True)
+    for step in older[self.keep:]:
+      for path in numbered[step]:
+        _remove(path)
+    for step, paths in numbered.items():
+      for path in paths:
+        if path.endswith('_temp') and step != newest:
+          _remove(path)
+    kept = [os.path.join(self.write_directory, f'ckpt-{step}')
+            for step in reversed(older[:self.keep])]
+    tf.compat.v1.train.update_checkpoint_state(
+        self.write_directory, kept[-1], all_model_checkpoint_paths=kept)
+
+
+def _remove(path: str) -> None:
+  if tf.io.gfile.isdir(path):
+    tf.io.gfile.rmtree(path)
+  else:
+    tf.io.gfile.remove(path)
 
 
 class CheckpointCallback(keras.callbacks.Callback):

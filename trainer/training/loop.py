@@ -202,7 +202,9 @@ def run(model_dir: str,
   inputs = inputs_lib.build_inputs(
       num_replicas=strategy.num_replicas_in_sync,
       num_workers=multi_worker.num_workers(strategy))
-  recorded = run_identity.read(model_dir)
+  recorded = run_identity.check_against_checkpoint(
+      model_dir, run_identity.read(model_dir),
+      checkpointing.read_identity(model_dir))
   if seed is None:
     seed = recorded['seed'] if recorded else random.randrange(2**31)
     seed = multi_worker.agree(strategy, seed)  # the chief's draw
@@ -218,8 +220,8 @@ def run(model_dir: str,
   }
   factories.check_model_id(identity['model_id'])
   run_identity.check(model_dir, identity, recorded)
-  if mode == 'eval' and not tf.train.latest_checkpoint(
-      os.path.join(model_dir, checkpointing.CHECKPOINT_DIR)):
+  if mode == 'eval' and not checkpointing.TrainingCheckpoint(
+      model_dir).latest():
     raise ValueError(f'--mode=eval found no checkpoint in {model_dir}; train '
                      'first (--mode=train), or point --model_dir at a run.')
 
@@ -238,8 +240,8 @@ def run(model_dir: str,
   multi_worker.use_keras_fit(model, strategy)
 
   with multi_worker.worker_write_dir(model_dir, strategy) as write_dir:
-    checkpoint = checkpointing.TrainingCheckpoint(model_dir, keep_checkpoints,
-                                                  write_dir)
+    checkpoint = checkpointing.TrainingCheckpoint(
+        model_dir, keep_checkpoints, write_dir, identity=identity)
     checkpoint.check_fits(model)
     _check_model_dir(write_dir)  # the first write
     run_identity.write(write_dir, identity)

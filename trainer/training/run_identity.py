@@ -47,6 +47,26 @@ def read(model_dir: str) -> Optional[dict]:
           'this --model_dir. Restore it, or use a new --model_dir.') from error
 
 
+def check_against_checkpoint(model_dir: str, recorded: Optional[dict],
+                             saved: Optional[dict]) -> Optional[dict]:
+  """The identity to check a new run against: `run.json`'s (`recorded`),
+  else the newest checkpoint's (`saved`), which it must equal.
+
+  Raises:
+    RunMismatchError: `run.json` differs from the checkpoint's record.
+  """
+  if saved is None or recorded == saved:
+    return recorded or saved
+  if recorded is None:
+    return saved
+  differences = sorted(key for key in set(recorded) | set(saved)
+                       if recorded.get(key) != saved.get(key))
+  raise RunMismatchError(
+      f'{os.path.join(model_dir, RUN_FILE)} differs from the run its newest '
+      f'checkpoint records (in {", ".join(differences)}); restore the file, '
+      'or use a new --model_dir.')
+
+
 def check(model_dir: str, identity: dict, recorded: Optional[dict]) -> None:
   """Raises RunMismatchError naming each setting that differs."""
   if recorded is None:
