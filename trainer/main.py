@@ -158,7 +158,7 @@ def main(argv) -> None:
     training.run(FLAGS.model_dir, FLAGS.mode, strategy)
   except training.Preempted as preempted:
     logging.warning('%s', preempted)
-    sys.exit(training.EXIT_PREEMPTED)
+    sys.exit(preempted.exit_status)
   except (ValueError, OSError, tf.errors.OpError, RuntimeError) as error:
     if isinstance(error, RuntimeError) and 'Required bindings' not in str(
         error):

@@ -46,18 +46,19 @@ def epoch_dataset(skip_steps: int = 0) -> tf.data.Dataset:
       2).skip(skip_steps)
 
 
-class _SigtermAt(keras.callbacks.Callback):
-  """Sends this process a real SIGTERM at the end of global step `step`."""
+class _SignalAt(keras.callbacks.Callback):
+  """Sends this process a real `signum` at the end of global step `step`."""
 
-  def __init__(self, progress, step):
+  def __init__(self, progress, step, signum):
     super().__init__()
     self.progress = progress
     self.step = step
+    self.signum = signum
 
   def on_train_batch_end(self, batch, logs=None):
     # Runs before the checkpoint callback has counted this batch.
     if self.progress.global_step + 1 == self.step:
-      os.kill(os.getpid(), signal.SIGTERM)
+      os.kill(os.getpid(), self.signum)
 
 
 class _EpochLogs(keras.callbacks.Callback):
@@ -71,7 +72,7 @@ class _EpochLogs(keras.callbacks.Callback):
 
 
 def train(model_dir, total_steps, every_steps=2, keep=10, sigterm_at=None,
-          model=None):
+          model=None, signum=signal.SIGTERM):
   """Trains as `training.loop` does: one `fit` per epoch, from the newest
   checkpoint, skipping the batches of the epoch done already."""
   model = model or tiny_model()
@@ -82,7 +83,7 @@ def train(model_dir, total_steps, every_steps=2, keep=10, sigterm_at=None,
   callbacks = [checkpointing.CheckpointCallback(
       checkpoint, progress, every_steps, watcher, total_steps), epoch_logs]
   if sigterm_at:
-    callbacks.insert(0, _SigtermAt(progress, sigterm_at))
+    callbacks.insert(0, _SignalAt(progress, sigterm_at, signum))
   with watcher:
     while progress.global_step < total_steps and not progress.preempted:
       epoch = progress.epoch
@@ -312,13 +313,27 @@ def test_restore_into_other_shapes_names_the_variable(trained_dir):
     checkpoint.restore()
 
 
-def test_watcher_turns_sigterm_into_a_flag():
-  before = signal.getsignal(signal.SIGTERM)
+@pytest.mark.parametrize('signum, exit_status', [
+    (signal.SIGTERM, checkpointing.EXIT_PREEMPTED),
+    (signal.SIGINT, checkpointing.EXIT_INTERRUPTED)])
+def test_watcher_turns_sigterm_and_sigint_into_a_flag(signum, exit_status):
+  before = signal.getsignal(signum)
   with checkpointing.PreemptionWatcher() as watcher:
     assert not watcher.requested
-    os.kill(os.getpid(), signal.SIGTERM)
+    os.kill(os.getpid(), signum)
     assert watcher.requested
-  assert signal.getsignal(signal.SIGTERM) is before
+    assert watcher.exit_status == exit_status
+    os.kill(os.getpid(), signal.SIGTERM)  # a later SIGTERM changes nothing
+    assert watcher.exit_status == exit_status
+  assert signal.getsignal(signum) is before
+
+
+def test_a_second_ctrl_c_stops_at_once():
+  with checkpointing.PreemptionWatcher() as watcher:
+    os.kill(os.getpid(), signal.SIGINT)
+    assert watcher.requested
+    with pytest.raises(KeyboardInterrupt):
+      os.kill(os.getpid(), signal.SIGINT)
 
 
 # (total steps, every_steps, checkpoints written, final (epoch, step)).
@@ -363,17 +378,19 @@ def test_callback_records_best_accuracy_set_before_it(tmp_path):
   assert checkpoint.read_progress(STEPS_PER_EPOCH).best_accuracy == 0.6
 
 
-def test_sigterm_saves_and_stops_then_resume_is_exact(tmp_path):
+@pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_saves_and_stops_then_resume_is_exact(tmp_path, signum):
   expected_dir, resumed_dir = str(tmp_path / 'whole'), str(tmp_path / 'cut')
   whole, _, whole_logs = train(expected_dir, total_steps=6)
 
-  # SIGTERM during epoch 1 (after global step 4): saved at 4, then stopped.
-  handler = signal.getsignal(signal.SIGTERM)
-  _, progress, _ = train(resumed_dir, total_steps=6, sigterm_at=4)
+  # The signal during epoch 1 (after global step 4): saved at 4, stopped.
+  handler = signal.getsignal(signum)
+  _, progress, _ = train(resumed_dir, total_steps=6, sigterm_at=4,
+                         signum=signum)
   assert progress.preempted
   assert progress.global_step == 4
   assert saved_numbers(resumed_dir) == [2, 3, 4]
-  assert signal.getsignal(signal.SIGTERM) is handler
+  assert signal.getsignal(signum) is handler
 
   # A new process (here: new objects) resumes at epoch 1, step 1.
   resumed, progress, resumed_logs = train(resumed_dir, total_steps=6)

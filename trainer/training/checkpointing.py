@@ -38,11 +38,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from trainer.training import files
 from trainer.training import multi_worker
 
 # Exit status of a run stopped by SIGTERM after saving (EX_TEMPFAIL: "try
 # again"); rerunning the same command resumes.
 EXIT_PREEMPTED = 75
+# Exit status of a run stopped by Ctrl-C (SIGINT) after saving, as shells
+# report a process ended by SIGINT: 128 + 2.
+EXIT_INTERRUPTED = 130
+_EXIT_STATUS = {'SIGTERM': EXIT_PREEMPTED, 'SIGINT': EXIT_INTERRUPTED}
 
 CHECKPOINT_DIR = 'checkpoints'
 _PROGRESS_KEYS = ('epoch', 'step_in_epoch', 'best_accuracy')
@@ -73,28 +78,52 @@ class Progress:
 
 
 class Preempted(Exception):
-  """SIGTERM arrived; a checkpoint was saved and the run stopped."""
+  """SIGTERM or SIGINT arrived; a checkpoint was saved and the run stopped.
+
+  Attributes:
+    exit_status: EXIT_PREEMPTED after SIGTERM, EXIT_INTERRUPTED after SIGINT.
+  """
+
+  def __init__(self, message: str, exit_status: int = EXIT_PREEMPTED):
+    super().__init__(message)
+    self.exit_status = exit_status
 
 
 class PreemptionWatcher:
-  """Turns SIGTERM into a flag checked between steps, while active."""
+  """Turns SIGTERM and a first SIGINT (Ctrl-C) into a flag checked between
+  steps, while active. A second SIGINT stops at once (KeyboardInterrupt)."""
 
   def __init__(self):
     self.requested = False
-    self._previous = None
+    self.signal_name = None  # of the first signal
+    self._previous = {}
 
   def _handle(self, signum, frame):
-    del signum, frame
-    logging.warning('SIGTERM: saving a checkpoint after this step, then '
-                    'stopping (exit status %d).', EXIT_PREEMPTED)
+    """Sets the flag; a second SIGINT raises KeyboardInterrupt."""
+    del frame
+    name = signal.Signals(signum).name
+    if self.requested and name == 'SIGINT':
+      raise KeyboardInterrupt  # the second Ctrl-C
+    if not self.requested:
+      self.signal_name = name
+      logging.warning(
+          '%s: saving a checkpoint after this step, then stopping (exit '
+          'status %d)%s.', name, _EXIT_STATUS[name],
+          '; Ctrl-C again stops at once' if name == 'SIGINT' else '')
     self.requested = True
 
+  @property
+  def exit_status(self) -> int:
+    return _EXIT_STATUS[self.signal_name or 'SIGTERM']
+
   def __enter__(self):
-    self._previous = signal.signal(signal.SIGTERM, self._handle)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+      self._previous[signum] = signal.signal(signum, self._handle)
     return self
 
   def __exit__(self, *exc_info):
-    signal.signal(signal.SIGTERM, self._previous)
+    for signum, handler in self._previous.items():
+      signal.signal(signum, handler)
 
 
 def _reader(prefix: str):
@@ -313,9 +342,26 @@ class TrainingCheckpoint:
     return [v.numpy() for v in self.metric_variables]
 
   def save(self, progress: Progress) -> str:
+    """Saves the attached objects at `progress`; returns the prefix.
+
+    The new checkpoint is read back before older ones beyond `keep` are
+    deleted.
+
+    Raises:
+      OSError: naming the folder, if the save fails (e.g. a full disk) or
+        cannot be read back; what the failed save wrote is removed.
+    """
     for key in _PROGRESS_KEYS:
       self._progress_variables[key].assign(getattr(progress, key))
-    path = self._manager.save(checkpoint_number=progress.global_step)
+    try:
+      path = self._manager.save(checkpoint_number=progress.global_step)
+    except (OSError, tf.errors.OpError) as error:
+      self._remove_partial(progress.global_step)
+      raise OSError(
+          f'Could not save a checkpoint in {self.write_directory}: '
+          f'{files.reason(error)}. Free space there (or fix the cause) and '
+          'rerun the same command to resume from the previous '
+          'checkpoint.') from error
     try:
       _check_readable(path)
     except (tf.errors.OpError, KeyError, ValueError) as error:
@@ -328,6 +374,14 @@ class TrainingCheckpoint:
     logging.log(level, 'Saved checkpoint %s (epoch %d, step %d of it).', path,
                 progress.epoch, progress.step_in_epoch)
     return path
+
+  def _remove_partial(self, step: int) -> None:
+    """Removes what a failed save of `step` left, unless a complete
+    checkpoint of that step was there before."""
+    for path in _numbered_files(self.write_directory).get(step, []):
+      if path.endswith('_temp') or not tf.io.gfile.exists(
+          os.path.join(self.write_directory, f'ckpt-{step}.index')):
+        _remove(path)
 
   def _rotate(self, newest: int) -> None:
     """Deletes the checkpoints older than the last `keep` up to `newest`,

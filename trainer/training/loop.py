@@ -114,11 +114,23 @@ def _scalar_hparams(num_replicas: int, seed: int) -> dict:
 
 
 def _save_keras(model: keras.Model, path: str) -> None:
-  """Saves in Keras' format under a temporary name, then renames."""
+  """Saves in Keras' format under a temporary name, then renames.
+
+  Raises:
+    OSError: naming `path`, when the save fails (e.g. a full disk); the
+      temporary file is removed and a previous file at `path` stays.
+  """
   temporary = os.path.join(os.path.dirname(path),
                            f'.tmp-{uuid.uuid4().hex}.keras')
-  model.save(temporary)
-  tf.io.gfile.rename(temporary, path, overwrite=True)
+  try:
+    model.save(temporary)
+    tf.io.gfile.rename(temporary, path, overwrite=True)
+  except (OSError, tf.errors.OpError) as error:
+    if tf.io.gfile.exists(temporary):
+      tf.io.gfile.remove(temporary)
+    raise OSError(f'Could not save {path}: {files.reason(error)}. Free '
+                  'space there (or fix the cause) and rerun the same command '
+                  'to resume.') from error
 
 
 class BestModelCallback(keras.callbacks.Callback):
@@ -323,8 +335,9 @@ def _train(model, inputs, strategy, model_dir, checkpoint, *, seed,
                 callbacks=callback_list, verbose=verbose, shuffle=False)
       if progress.preempted:
         raise checkpointing.Preempted(
-            f'Stopped by SIGTERM at global step {progress.global_step}; '
-            'rerun the same command to resume.')
+            f'Stopped by {watcher.signal_name or "SIGTERM"} at global step '
+            f'{progress.global_step} (checkpoint saved); rerun the same '
+            'command to resume.', watcher.exit_status)
       if progress.global_step == start:
         raise ValueError(
             f'Epoch {epoch + 1} yielded no training batch; the split '
