@@ -140,10 +140,54 @@ def test_url_is_downloaded_once(archive, server, tmp_path):
   url = f'{server.url}/{archive.name}'
   resolved = resolve_checkpoint(url, cache_dir=str(cache))
   _assert_reads_back(resolved)
-  assert _listing(cache / 'downloads') == [archive.name]
+  (entry,) = (cache / 'downloads').iterdir()
+  assert _listing(entry) == [archive.name]
 
   server.stop()
   assert resolve_checkpoint(url, cache_dir=str(cache)) == resolved
+
+
+def _archive_of(tmp_path, name, values):
+  """A `.tar.gz` named `name` of a one-variable checkpoint holding `values`."""
+  directory = tmp_path / name / _ARCHIVE_ROOT
+  directory.mkdir(parents=True)
+  tf.train.Checkpoint(v=tf.Variable(values)).save(str(directory / 'ckpt'))
+  path = tmp_path / name / f'{_ARCHIVE_ROOT}.tar.gz'
+  with tarfile.open(path, 'w:gz') as tar:
+    tar.add(directory, arcname=_ARCHIVE_ROOT)
+  return path
+
+
+def test_urls_with_one_file_name_get_their_own_entries(tmp_path):
+  """Two servers serve different archives under the same file name."""
+  values = {'a': [1.0, 2.0], 'b': [3.0, 4.0]}
+  servers = {}
+  try:
+    for host, host_values in values.items():
+      root = tmp_path / f'www-{host}' / 'other'
+      root.mkdir(parents=True)
+      archive_path = _archive_of(tmp_path, f'archive-{host}', host_values)
+      (root / archive_path.name).write_bytes(archive_path.read_bytes())
+      servers[host] = local_http.LocalHttpServer(root.parent, _QuietHandler)
+    urls = {'a': f'{servers["a"].url}/other/{_ARCHIVE_ROOT}.tar.gz',
+            'b': f'{servers["b"].url}/other/{_ARCHIVE_ROOT}.tar.gz'}
+    cache = tmp_path / 'cache'
+    resolved = {host: resolve_checkpoint(url, cache_dir=str(cache))
+                for host, url in urls.items()}
+  finally:
+    for running in servers.values():
+      running.stop()
+  for host, prefix in resolved.items():
+    reader = tf.train.load_checkpoint(prefix)
+    np.testing.assert_allclose(reader.get_tensor(_VARIABLE_KEY), values[host])
+  assert resolved['a'] != resolved['b']
+  entries = list((cache / 'downloads').iterdir())
+  assert len(entries) == 2
+  assert all(_listing(e) == [f'{_ARCHIVE_ROOT}.tar.gz'] for e in entries)
+  assert len(_listing(cache / 'extracted')) == 2
+  # Both stay cached: with the servers gone each URL still finds its own.
+  assert {host: resolve_checkpoint(url, cache_dir=str(cache))
+          for host, url in urls.items()} == resolved
 
 
 @pytest.mark.parametrize('path, reason', [

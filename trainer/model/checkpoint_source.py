@@ -6,6 +6,12 @@ an `http(s)://` URL of such an archive. Downloads and extractions are cached
 under `cache_dir` and written atomically, so a killed run never leaves a
 half-written file that a later run would trust.
 
+A download is cached by its whole URL, `downloads/<url-digest>/<file name>`
+(the digest is the start of the URL's sha256), so two URLs that end in the
+same file name never share an entry. An extraction is cached by the
+archive's contents, `extracted/<stem>-<archive-digest>`, so it follows the
+download it came from.
+
 Example:
 
   prefix = resolve_checkpoint(
@@ -57,9 +63,9 @@ def resolve_checkpoint(source: str, cache_dir: str | None = None) -> str:
       a directory holding a checkpoint (directly or one subdirectory down), a
       `.tar.gz`/`.tgz`/`.tar` archive of such a directory, or an `http://` or
       `https://` URL of such an archive.
-    cache_dir: Where downloads (`downloads/`) and extracted archives
-      (`extracted/`) are kept. Defaults to `$TRAINER_CACHE_DIR`, else
-      `~/.cache/movinet-trainer`.
+    cache_dir: Where downloads (`downloads/<url-digest>/<file name>`) and
+      extracted archives (`extracted/<stem>-<archive-digest>`) are kept.
+      Defaults to `$TRAINER_CACHE_DIR`, else `~/.cache/movinet-trainer`.
 
   Returns:
     The prefix to pass to `tf.train.load_checkpoint`.
@@ -216,17 +222,28 @@ def _url_filename(url: str) -> str:
   return posixpath.basename(urllib.parse.urlparse(url).path)
 
 
+def _url_digest(url: str) -> str:
+  """The start of the hex sha256 of the whole `url`: its cache folder."""
+  return hashlib.sha256(url.encode('utf-8')).hexdigest()[:_DIGEST_CHARS]
+
+
 def _download(url: str, downloads_dir: str,
               timeout_s: float = DOWNLOAD_TIMEOUT_S) -> str:
-  """Downloads `url` once into `downloads_dir` and returns the local file."""
+  """Downloads `url` once and returns the local file.
+
+  The file keeps its name, in a folder named by the digest of the whole URL
+  (`downloads_dir/<url-digest>/<name>`), so that another URL ending in the
+  same name gets its own entry.
+  """
   name = _url_filename(url)
-  target = os.path.join(downloads_dir, name)
+  folder = os.path.join(downloads_dir, _url_digest(url))
+  target = os.path.join(folder, name)
   if os.path.isfile(target):
     logging.info('Using cached %s for %s', target, url)
     return target
-  os.makedirs(downloads_dir, exist_ok=True)
+  os.makedirs(folder, exist_ok=True)
   part_fd, part = tempfile.mkstemp(prefix=f'{name}.', suffix='.part',
-                                   dir=downloads_dir)
+                                   dir=folder)
   try:
     with os.fdopen(part_fd, 'wb') as out:
       _stream(url, out, name, timeout_s)
@@ -244,6 +261,11 @@ def _download(url: str, downloads_dir: str,
   finally:
     if os.path.exists(part):
       os.remove(part)
+    if not os.path.exists(target):
+      try:
+        os.rmdir(folder)  # Only if empty: a concurrent download may be in it.
+      except OSError:
+        pass
   logging.info('Downloaded %s to %s', url, target)
   return target
 
