@@ -408,6 +408,7 @@ def test_list_folder_handles_spaces_unicode_hidden_and_skips(tmp_path):
       VideoEntry('Café/vidéo ü.mp4', 'Café', None),
   ]
   assert listing.skipped == [
+      ('.git/', sources.HIDDEN_FOLDER),
       ('Café/notes.txt', sources.NOT_A_VIDEO),
       ('Café/sub/', sources.NESTED_FOLDER),
       ('Empty/', sources.EMPTY_CLASS_FOLDER),
@@ -429,7 +430,8 @@ def test_list_folder_extensions_choose_videos(tmp_path):
     ([], 'missing', 'does not exist'),
     (['file.avi'], 'file.avi', 'is not a folder'),
     (['empty/'], 'empty', 'has no class subfolders'),
-    (['flat/a.avi', 'flat/.hidden/x.avi'], 'flat', 'has no class subfolders'),
+    (['flat/a.avi', 'flat/.hidden/x.avi'], 'flat',
+     'has no class subfolders (hidden folders are skipped: .hidden)'),
     (['root/A/readme.txt', 'root/B/'], 'root',
      'has class folders but no videos'),
 ])

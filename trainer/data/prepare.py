@@ -11,7 +11,7 @@ seeded shuffle so every shard mixes classes). Each shard is one job of a
 `spawn` process pool; a worker (`shard_worker`) decodes its videos with
 OpenCV, downscaling any whose short side exceeds `short_side` (smaller ones
 keep their size), JPEG-encodes the frames and writes the shard with the
-pure-Python `tfrecord_writer`. A shard is written as `<shard>.tmp-<pid>`,
+pure-Python `tfrecord_writer`. A shard is written as `<shard>.tmp-<token>`,
 fsynced and renamed; then `.prepare/<shard>.json` records its clip count,
 sha256 and skipped videos. Settings and their checks live in
 `prepare_settings`.
@@ -19,13 +19,21 @@ sha256 and skipped videos. Settings and their checks live in
 Rerunning the same command resumes: shards whose record matches their sha256
 are kept, the rest are redone, and the result is byte-identical to an
 uninterrupted run. Different settings in the same `output_dir` are refused.
+
+Only prepare's own files are written or deleted: the shards, `manifest.json`,
+`.prepare/` and (synthetic) `source_videos/`. Every temporary name carries a
+token unique to the run and is recorded in `.prepare/temporaries` before it
+is created; a rerun removes exactly those a killed run left. A non-empty
+`output_dir` that is not a previous preparation is refused unless
+`overwrite`, which prepares beside its entries; a second run into the same
+`output_dir` while one holds `.prepare/lock` is refused; an `output_dir`
+inside `video_dir` is refused.
 """
 
 import collections
 import json
 import multiprocessing
 import os
-import shutil
 import sys
 
 from absl import flags
@@ -43,7 +51,7 @@ from trainer.data import splits as splits_lib
 from trainer.data import synthetic
 from trainer.data.prepare_settings import (PrepareError, SYNTHETIC_FPS,
                                            SYNTHETIC_FRAMES, SYNTHETIC_SIZE)
-from trainer.data.shard_worker import STATE_DIR, TMP_MARK
+from trainer.data.shard_worker import STATE_DIR
 
 
 # Every argument reaches `check_settings` through `locals()`.
@@ -58,14 +66,17 @@ def prepare(  # pylint: disable=unused-argument
     min_frames: int = 8, synthetic_dir: str | None = None,
     synthetic_frames: int = SYNTHETIC_FRAMES,
     synthetic_size: tuple[int, int] = SYNTHETIC_SIZE,
-    synthetic_fps: float = SYNTHETIC_FPS) -> dict:
+    synthetic_fps: float = SYNTHETIC_FPS, overwrite: bool = False) -> dict:
   """Prepares a dataset; see the module docstring and the flags in `run`.
 
   Args: as the flags of the same names; None picks the per-source default
     (`splits`: DEFAULT_SPLITS; `short_side`: DEFAULT_SHORT_SIDE, the largest
     short side in px, never upscaling, 0 keeps every size; `num_classes`:
     4 synthetic, else all; `fps`: source rate; `workers`: os.cpu_count();
-    `synthetic_dir`: `output_dir/source_videos`).
+    `synthetic_dir`: `output_dir/source_videos`). `overwrite` lets a
+    non-empty `output_dir` that is not a previous preparation be prepared
+    into: its entries stay, except files named as a shard, which are
+    replaced (each named in a warning).
 
   With `workers > 1` shards run in a `spawn` pool, which re-imports the
   caller's main module: a calling script needs `if __name__ == '__main__':`.
@@ -74,26 +85,69 @@ def prepare(  # pylint: disable=unused-argument
     The manifest, as written to `output_dir/manifest.json`.
 
   Raises:
-    PrepareError: bad settings, a source that cannot be listed or split, or
-      an `output_dir` prepared with other settings; nothing is written.
+    PrepareError: bad settings, a source that cannot be listed or split,
+      an `output_dir` inside `video_dir`, prepared with other settings, not
+      empty and not a previous preparation (without `overwrite`), or being
+      prepared by another run; nothing is written.
     sources.RemoteArchiveError: the UCF101 zip failed during fetching.
   """
   settings = prepare_settings.check_settings(**locals())
+  prepare_settings.check_output_dir(settings)
   plan = _plan(settings)  # every up-front check; writes nothing
+  token = shard_worker.new_token()
+  for job in plan['jobs']:
+    job['token'] = token
   state_dir = os.path.join(output_dir, STATE_DIR)
+  previous = os.path.isdir(state_dir) or os.path.exists(
+      os.path.join(output_dir, schema.MANIFEST_NAME))
   os.makedirs(state_dir, exist_ok=True)
-  _remove_stale(output_dir)
+  prepare_settings.acquire_lock(output_dir, token)
+  try:
+    manifest = _prepare_locked(settings, plan, token, previous)
+  finally:
+    try:
+      shard_worker.remove_recorded(output_dir)  # this run's, after an error
+    finally:
+      prepare_settings.release_lock(output_dir, token)
+  _log_summary(manifest)
+  return manifest
+
+
+def _prepare_locked(settings, plan, token, previous) -> dict:
+  """Writes output_dir; runs while this run holds its lock."""
+  output_dir = settings['output_dir']
+  # Again under the lock: a run that ended meanwhile may have written.
+  prepare_settings.check_previous(settings)
+  left = shard_worker.remove_recorded(output_dir)
+  if left:
+    logging.info('Removed %d temporaries an interrupted run left: %s',
+                 len(left), ', '.join(left))
+  if not previous:
+    _warn_replaced(output_dir, plan)
+  settings_name = os.path.join(STATE_DIR, prepare_settings.SETTINGS_NAME)
+  shard_worker.record_temporaries(output_dir, [
+      shard_worker.temporary_name(settings_name, token),
+      shard_worker.temporary_name(schema.MANIFEST_NAME, token),
+      *(p for job in plan['jobs'] for p in shard_worker.job_temporaries(job))])
   shard_worker.write_atomically(
-      os.path.join(state_dir, prepare_settings.SETTINGS_NAME),
-      shard_worker.dumps(prepare_settings.output_settings(settings)))
+      os.path.join(output_dir, settings_name),
+      shard_worker.dumps(prepare_settings.output_settings(settings)), token)
   if settings['source'] == 'synthetic':
     _generate_synthetic(settings, plan)
   results = _run_jobs(plan['jobs'], settings['workers'], output_dir)
   manifest = _manifest(settings, plan, results)
   shard_worker.write_atomically(os.path.join(output_dir, schema.MANIFEST_NAME),
-                               shard_worker.dumps(manifest))
-  _log_summary(manifest)
+                               shard_worker.dumps(manifest), token)
   return manifest
+
+
+def _warn_replaced(output_dir, plan) -> None:
+  """Names the files of a foreign output_dir (--overwrite) a shard replaces."""
+  replaced = [job['file'] for job in plan['jobs']
+              if os.path.lexists(os.path.join(output_dir, job['file']))]
+  if replaced:
+    logging.warning('--overwrite: replacing %d files of output_dir named as '
+                    'shards: %s', len(replaced), ', '.join(replaced))
 
 
 # -------------------------------------------------------------------- plan
@@ -247,8 +301,7 @@ def _manifest(settings, plan, results) -> dict:
               for name, reason in plan['listing_skipped']]
   split_entries = {}
   for split, names in plan['layout'].items():
-    shards = [{'file': n, 'num_clips': by_file[n]['num_clips'],
-               'sha256': by_file[n]['sha256']} for n in names]
+    shards = [schema.shard_entry(by_file[n]) for n in names]
     split_entries[split] = {
         'num_clips': sum(s['num_clips'] for s in shards), 'shards': shards,
         'num_frames': sum(by_file[n]['num_frames'] for n in names)}
@@ -284,18 +337,68 @@ def _log_summary(manifest) -> None:
   logging.info('clips per split: %s', ', '.join(
       f'{split} {entry["num_clips"]}'
       for split, entry in manifest['splits'].items()))
+  folders = [s for s in manifest['skipped'] if s['video'].endswith('/')]
+  if folders:
+    logging.info('skipped %d folders: %s', len(folders), ', '.join(
+        f'{s["video"]} ({s["reason"]})' for s in folders))
 
 
-def _remove_stale(output_dir: str) -> None:
-  """Deletes `*.tmp-*` files and folders a killed run left behind."""
-  for folder in (output_dir, os.path.join(output_dir, STATE_DIR)):
-    for name in os.listdir(folder):
-      if TMP_MARK in name:
-        path = os.path.join(folder, name)
-        if os.path.isdir(path):
-          shutil.rmtree(path, ignore_errors=True)
-        else:
-          os.remove(path)
+# ------------------------------------------------------------------ verify
+
+
+def verify(output_dir: str) -> list[str]:
+  """Checks every shard a prepared `output_dir`'s manifest lists.
+
+  Each shard file must exist and have the sha256 (and, if recorded, the
+  size) the manifest records; every file is read once.
+
+  Args:
+    output_dir: the `--output_dir` of a finished `movinet-prepare`.
+
+  Returns:
+    One `<file> (<problem>)` per bad shard, in manifest order; empty if
+    every shard matches.
+
+  Raises:
+    PrepareError: `output_dir` holds no readable manifest.
+  """
+  path = os.path.join(output_dir, schema.MANIFEST_NAME)
+  try:
+    with open(path, encoding='utf-8') as f:
+      manifest = json.load(f)
+    shards = [s for split in manifest['splits'].values()
+              for s in split['shards']]
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    raise PrepareError(f'--output_dir={output_dir} holds no readable '
+                       f'{schema.MANIFEST_NAME} ({type(e).__name__}: {e}); '
+                       'prepare it first.') from e
+  problems = []
+  for shard in tqdm.tqdm(shards, desc='verify', unit='shard'):
+    shard_path = os.path.join(output_dir, shard['file'])
+    if not os.path.isfile(shard_path):
+      problems.append(f'{shard["file"]} (missing)')
+    elif 'sha256' not in shard:
+      problems.append(f'{shard["file"]} (no sha256 in the manifest)')
+    elif 'size' in shard and os.path.getsize(shard_path) != shard['size']:
+      problems.append(f'{shard["file"]} ({os.path.getsize(shard_path)} '
+                      f'bytes, the manifest records {shard["size"]})')
+    elif shard_worker.sha256(shard_path) != shard['sha256']:
+      problems.append(f'{shard["file"]} (sha256 differs)')
+  return problems
+
+
+def _verify_main(output_dir: str) -> None:
+  """`--verify`: exits non-zero naming the bad shards, else logs success."""
+  try:
+    problems = verify(output_dir)
+  except PrepareError as e:
+    sys.exit(f'movinet-prepare: error: {e}')
+  if problems:
+    sys.exit(f'movinet-prepare: error: {len(problems)} shard(s) of '
+             f'{output_dir} do not match its manifest: '
+             f'{", ".join(problems)}; rerun movinet-prepare with the same '
+             'flags into a new --output_dir to repair them.')
+  logging.info('Every shard of %s matches its manifest.', output_dir)
 
 
 # -------------------------------------------------------------------- CLI
@@ -308,6 +411,9 @@ def _define_flags():
                 'Where videos come from.')
   f.DEFINE_string('output_dir', None, 'Folder for shards and manifest.json.')
   f.mark_flag_as_required('output_dir')
+  f.DEFINE_bool('verify', False, 'Only check the shards of --output_dir '
+                'against its manifest (sha256) and exit non-zero naming the '
+                'bad ones; prepares nothing.')
   f.DEFINE_string('video_dir', None,
                   '--source=folder: video_dir/<class>/<video>.')
   f.DEFINE_string('ucf101_url', sources.DEFAULT_UCF101_URL,
@@ -349,11 +455,18 @@ def _define_flags():
   f.DEFINE_list('synthetic_size', [str(v) for v in SYNTHETIC_SIZE],
                 'Synthetic height,width in px.')
   f.DEFINE_float('synthetic_fps', SYNTHETIC_FPS, 'Synthetic frame rate.')
+  f.DEFINE_boolean('overwrite', False,
+                   'Prepare into a non-empty --output_dir that is not a '
+                   'previous preparation: its entries stay (none is '
+                   'deleted), files named as a shard are replaced.')
   return flags.FLAGS
 
 
 def main(argv):
   del argv
+  if flags.FLAGS.verify:
+    _verify_main(flags.FLAGS.output_dir)
+    return
   values = {name: flags.FLAGS[name].value for name in _FLAG_NAMES}
   values['fps'] = values['fps'] or None
   values['synthetic_size'] = tuple(int(v) for v in values['synthetic_size'])
@@ -367,7 +480,7 @@ _FLAG_NAMES = ('source', 'output_dir', 'video_dir', 'ucf101_url',
                'num_classes', 'splits', 'split_by', 'fold', 'seed', 'fps',
                'short_side', 'jpeg_quality', 'shard_clips', 'num_shards',
                'workers', 'min_frames', 'synthetic_dir', 'synthetic_frames',
-               'synthetic_size', 'synthetic_fps')
+               'synthetic_size', 'synthetic_fps', 'overwrite')
 
 
 def run():

@@ -42,6 +42,7 @@ NOT_A_VIDEO = 'not a video extension'
 NOT_IN_CLASS_FOLDER = 'not inside a class folder'
 NESTED_FOLDER = 'nested folder; videos must sit directly in <class>/'
 EMPTY_CLASS_FOLDER = 'class folder has no videos'
+HIDDEN_FOLDER = 'hidden folder (name starts with .)'
 NOT_UCF101_NAME = 'name does not follow v_<Class>_g<NN>_c<NN>.<ext>'
 FOLDER_OF_ANOTHER_CLASS = 'in the folder of another class than its name'
 
@@ -104,9 +105,10 @@ def list_folder(video_dir: str | os.PathLike,
                 extensions: tuple[str, ...] = VIDEO_EXTENSIONS) -> Listing:
   """Lists `video_dir/<class name>/<video>`.
 
-  Hidden files and folders (leading '.') are ignored. Files with another
-  extension, files outside a class folder, nested folders and class folders
-  without videos are reported in `Listing.skipped`.
+  Hidden files (leading '.') are ignored. Hidden folders of `video_dir`
+  (`.hidden/`), files with another extension, files outside a class folder,
+  nested folders and class folders without videos are reported in
+  `Listing.skipped`.
 
   Args:
     video_dir: The root folder; one subfolder per class.
@@ -126,12 +128,17 @@ def list_folder(video_dir: str | os.PathLike,
     state = 'is not a folder' if root.exists() else 'does not exist'
     raise ValueError(f'video_dir={str(root)!r} {state}; {layout}. '
                      'Pass an existing folder (flag --video_dir).')
-  children = sorted(p for p in root.iterdir() if not p.name.startswith('.'))
+  children = sorted(root.iterdir())
+  hidden = [p for p in children if p.name.startswith('.') and p.is_dir()]
+  children = [p for p in children if not p.name.startswith('.')]
   class_dirs = [p for p in children if p.is_dir()]
   skipped = [(p.name, NOT_IN_CLASS_FOLDER) for p in children if not p.is_dir()]
+  skipped += [(f'{p.name}/', HIDDEN_FOLDER) for p in hidden]
   if not class_dirs:
-    raise ValueError(f'video_dir={str(root)!r} has no class subfolders; '
-                     f'{layout}.')
+    ignored = (f' (hidden folders are skipped: '
+               f'{", ".join(p.name for p in hidden)})' if hidden else '')
+    raise ValueError(f'video_dir={str(root)!r} has no class subfolders'
+                     f'{ignored}; {layout}.')
   entries = []
   for class_dir in class_dirs:
     found = _list_class_folder(class_dir, extensions, skipped)
