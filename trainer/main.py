@@ -39,6 +39,7 @@ checkpoint: rerun to resume. A worker that cannot join the cluster within
 import importlib.resources
 import logging as std_logging
 import os
+import re
 import sys
 
 # Before TensorFlow loads: its C++ INFO lines would drown the progress bar.
@@ -101,8 +102,22 @@ def resolve_gin_file(name: str) -> str:
                    f'nor in {GIN_DIR}.')
 
 
+# How TensorFlow reports a failed `tf.debugging.Assert` of the input
+# pipeline: its message (the line up to `]`), then the op's context.
+_FAILED_ASSERTION = re.compile(r'assertion failed: \[(.+)\]\s*$', re.M)
+
+
 def one_line(error: BaseException) -> str:
-  """The error's message without gin's call-site annotations."""
+  """The error's message without gin's call-site annotations.
+
+  A failed assertion of the input pipeline (a corrupted shard, a label
+  outside the manifest's; see `trainer.data.pipeline`) gives only its own
+  message, without TensorFlow's op and graph context.
+  """
+  if isinstance(error, tf.errors.OpError):
+    assertion = _FAILED_ASSERTION.search(str(error))
+    if assertion:
+      return assertion.group(1).strip()
   lines = [line.strip() for line in str(error).splitlines()
            if line.strip() and not line.strip().startswith('In call to ')
            and not line.strip().startswith('In file ')]

@@ -5,6 +5,18 @@ A prepared directory (written by `movinet-prepare`) holds
 `manifest.json`; the reader needs only its `labels` and, per split, the
 `shards` list of `{"file", "num_clips"}`.
 
+Two checks guard against shards that are not what the manifest says.
+Before anything is written, `check_manifest` checks the manifest's labels,
+the label indices each shard holds (recorded at preparation, so no record is
+read) and that every shard file exists with the size recorded. While
+reading, `_read_shard` stops with one line naming the shard when a shard
+ends early (a corrupted or truncated record) or holds more records than the
+manifest says, and every clip's label index is asserted to lie in the
+manifest's label list, which also covers manifests written before label
+indices were recorded. Those messages name the shard and say to rerun
+`movinet-prepare` into a new `--output_dir`; `movinet-prepare --verify`
+compares every shard's sha256 with the manifest.
+
 The per-clip ops (`sample_frame_indices`, `decode_frames`,
 `decode_random_crop_clip`, `random_resized_crop_clip`, `random_flip_clip`,
 `center_crop_clip`, `pad_clip`) are plain TensorFlow functions: they run
@@ -23,6 +35,8 @@ from trainer.data import schema
 AUTOTUNE = tf.data.AUTOTUNE
 RESIZE_MODES = ('crop', 'pad')
 _PREPARE_HINT = 'run `movinet-prepare --output_dir=%s` to prepare it'
+_REPAIR_HINT = ('rerun `movinet-prepare` with the same flags into a new '
+                '--output_dir to repair it')
 
 
 def _prepare_error(what: str, data_dir: str) -> ValueError:
@@ -56,6 +70,62 @@ def read_manifest(data_dir: str) -> dict[str, Any]:
     if key not in manifest:
       raise _prepare_error(f'Manifest {path!r} lacks the key {key!r}', data_dir)
   return manifest
+
+
+def check_manifest(data_dir: str, manifest: dict[str, Any]) -> None:
+  """Checks a manifest and its shard files without reading a record.
+
+  Checks that `labels` is a non-empty list of distinct names; that every
+  split lists shards with a `file` and a `num_clips`; that the label indices
+  recorded for each shard (`label_indices`, see `schema.SHARD_KEYS`) lie in
+  the label list; and that every shard file exists with the recorded `size`.
+  A manifest written before sizes were recorded gets one warning and no size
+  check; one without label indices is checked record by record while
+  reading (see `build_dataset`).
+
+  Args:
+    data_dir: the prepared directory (local or `gs://`).
+    manifest: its manifest, as `read_manifest` returns it.
+
+  Raises:
+    ValueError: the first problem found, naming the shard and the fix.
+  """
+  path = os.path.join(data_dir, schema.MANIFEST_NAME)
+  labels = manifest['labels']
+  if (not isinstance(labels, list) or not labels
+      or len(set(map(str, labels))) != len(labels)):
+    raise _prepare_error(f'Manifest {path!r} has labels={labels!r}; they must '
+                         'be a non-empty list of distinct names', data_dir)
+  unsized = 0
+  for split, entry in manifest['splits'].items():
+    for shard in entry.get('shards', []):
+      if not isinstance(shard.get('file'), str) or not isinstance(
+          shard.get('num_clips'), int):
+        raise _prepare_error(f'Manifest {path!r} lists a shard of split '
+                             f'{split!r} without file or num_clips: {shard}',
+                             data_dir)
+      shard_path = os.path.join(data_dir, shard['file'])
+      outside = [i for i in shard.get('label_indices', [])
+                 if not 0 <= i < len(labels)]
+      if outside:
+        raise ValueError(
+            f'Shard {shard_path} holds label indices {outside}, outside the '
+            f'{len(labels)} labels of {path}; {_REPAIR_HINT}.')
+      if not tf.io.gfile.exists(shard_path):
+        raise ValueError(f'Shard {shard_path} listed in {path} is missing; '
+                         f'{_REPAIR_HINT}.')
+      if 'size' not in shard:
+        unsized += 1
+        continue
+      size = tf.io.gfile.stat(shard_path).length
+      if size != shard['size']:
+        raise ValueError(
+            f'Shard {shard_path} has {size} bytes, but {path} records '
+            f'{shard["size"]} (truncated or replaced); {_REPAIR_HINT}.')
+  if unsized:
+    logging.warning(
+        '%s records no size for %d shard(s) (prepared by an older version); '
+        'their sizes are not checked.', path, unsized)
 
 
 def label_names(data_dir: str) -> list[str]:
@@ -399,6 +469,7 @@ def build_dataset(data_dir: str,
   _check_resume_arguments(training, seed, epoch, skip_steps)
   global_batch_size = batch_size
   shards = _split_shards(data_dir, split)
+  num_classes = len(read_manifest(data_dir)['labels'])
   if drop_remainder is None:
     drop_remainder = training
   if input_context is not None:
@@ -408,7 +479,8 @@ def build_dataset(data_dir: str,
   else:
     num_pipelines, pipeline_id = 1, 0
 
-  files = tf.data.Dataset.from_tensor_slices([s['path'] for s in shards])
+  files = tf.data.Dataset.from_tensor_slices(
+      ([s['path'] for s in shards], [s['num_clips'] for s in shards]))
   shard_records = num_pipelines > 1 and len(shards) < num_pipelines
   num_clips = None
   if shard_records:
@@ -426,17 +498,16 @@ def build_dataset(data_dir: str,
     # Every pipeline must see the records in the same order before taking
     # its share, or shares overlap and clips are lost: no file shuffle or
     # interleave here; the record shuffle below randomises the order.
-    records = files.flat_map(tf.data.TFRecordDataset).shard(num_pipelines,
-                                                            pipeline_id)
+    records = files.flat_map(_read_shard).shard(num_pipelines, pipeline_id)
   elif training:
     files = files.shuffle(len(shards), seed=_epoch_seed(seed, epoch),
                           reshuffle_each_iteration=epoch is None)
     records = files.interleave(
-        tf.data.TFRecordDataset, cycle_length=min(len(shards), 8),
+        _read_shard, cycle_length=min(len(shards), 8),
         num_parallel_calls=AUTOTUNE,
         deterministic=deterministic or epoch is not None)
   else:
-    records = files.flat_map(tf.data.TFRecordDataset)
+    records = files.flat_map(_read_shard)
   if num_clips is not None:
     records = records.apply(tf.data.experimental.assert_cardinality(num_clips))
 
@@ -458,23 +529,69 @@ def build_dataset(data_dir: str,
     if skip_steps:
       records = records.skip(skip_steps * (global_batch_size // num_pipelines))
     clips = records.map(
-        lambda record, salt: _train_clip(
-            record, salt, num_frames, frame_step, image_size, train_resize,
-            min_crop_area, flip),
+        lambda shard_record, salt: _train_clip(
+            *shard_record, salt, num_frames, frame_step, image_size,
+            train_resize, min_crop_area, flip, num_classes),
         # A resumable epoch keeps its batches' composition fixed, so that
         # skipping `skip_steps` batches' records skips exactly those batches.
         num_parallel_calls=AUTOTUNE,
         deterministic=deterministic or epoch is not None)
   else:
     clips = records.map(
-        lambda record: _eval_clip(record, num_frames, frame_step, image_size,
-                                  eval_clips, eval_resize),
+        lambda record, path: _eval_clip(
+            record, path, num_frames, frame_step, image_size, eval_clips,
+            eval_resize, num_classes),
         num_parallel_calls=AUTOTUNE, deterministic=True)
 
   options = tf.data.Options()
   options.deterministic = deterministic or not training
   return clips.batch(batch_size, drop_remainder=drop_remainder).prefetch(
       AUTOTUNE).with_options(options)
+
+
+def _read_shard(path, num_clips) -> tf.data.Dataset:
+  """The records of one shard, each as `(record, path)`.
+
+  A shard that ends early (a corrupted or truncated record: TensorFlow's
+  reader stops the file at the first bad record, and `ignore_errors` logs
+  its error) or holds more records than its `num_clips` stops the dataset
+  with an InvalidArgumentError whose assertion names the shard and the fix.
+
+  Args:
+    path: string scalar, the shard file.
+    num_clips: int scalar, its records according to the manifest.
+  """
+  records = tf.data.TFRecordDataset(path).ignore_errors(log_warning=True)
+  end = tf.data.Dataset.from_tensors((tf.constant(''), False))
+  records = records.map(lambda record: (record, True)).concatenate(end)
+
+  def check_count(index, record, is_record):
+    complete = tf.logical_or(
+        tf.logical_and(is_record, index < tf.cast(num_clips, tf.int64)),
+        tf.equal(index, tf.cast(num_clips, tf.int64)))
+    message = tf.strings.join([
+        'Shard ', path, ' does not hold the ',
+        tf.strings.as_string(num_clips), ' records its manifest lists (a '
+        'corrupted, truncated or replaced file); ', _REPAIR_HINT, '.'])
+    with tf.control_dependencies([tf.debugging.Assert(complete, [message])]):
+      return tf.identity(record), is_record
+
+  return records.enumerate().map(
+      lambda index, pair: check_count(index, *pair)).filter(
+          lambda record, is_record: is_record).map(
+              lambda record, is_record: (record, path))
+
+
+def _checked_label(clip, path, num_classes: int) -> tf.Tensor:
+  """The clip's label as int32, asserted to index the manifest's labels."""
+  label = clip['label']
+  in_range = tf.logical_and(label >= 0, label < num_classes)
+  message = tf.strings.join([
+      'Shard ', path, ' holds label index ', tf.strings.as_string(label),
+      ' (video ', clip['filename'], f'), outside the {num_classes} labels '
+      'of its manifest; ', _REPAIR_HINT, '.'])
+  with tf.control_dependencies([tf.debugging.Assert(in_range, [message])]):
+    return tf.cast(tf.identity(label), tf.int32)
 
 
 def _check_resume_arguments(training, seed, epoch, skip_steps) -> None:
@@ -499,8 +616,8 @@ def _epoch_seed(seed: Optional[int], epoch: Optional[int],
   return (seed * 1_000_003 + epoch) * 1_009 + pipeline_id
 
 
-def _train_clip(record, salt, num_frames, frame_step, image_size,
-                train_resize, min_crop_area, flip):
+def _train_clip(record, path, salt, num_frames, frame_step, image_size,
+                train_resize, min_crop_area, flip, num_classes):
   """One training `(video (num_frames, size, size, 3), label)` pair."""
   clip = schema.parse_clip(record)
   element_seed = tf.stack(
@@ -522,11 +639,11 @@ def _train_clip(record, salt, num_frames, frame_step, image_size,
   if flip:
     video = random_flip_clip(video, flip_seed)
   video = tf.ensure_shape(video, [num_frames, image_size, image_size, 3])
-  return video, tf.cast(clip['label'], tf.int32)
+  return video, _checked_label(clip, path, num_classes)
 
 
-def _eval_clip(record, num_frames, frame_step, image_size, eval_clips,
-               eval_resize):
+def _eval_clip(record, path, num_frames, frame_step, image_size, eval_clips,
+               eval_resize, num_classes):
   """One evaluation pair; video gains a leading clip axis if eval_clips > 1."""
   clip = schema.parse_clip(record)
   num_available = tf.shape(clip['jpeg_frames'])[0]
@@ -540,4 +657,4 @@ def _eval_clip(record, num_frames, frame_step, image_size, eval_clips,
   shape = [num_frames, image_size, image_size, 3]
   if eval_clips > 1:
     shape = [eval_clips] + shape
-  return tf.reshape(video, shape), tf.cast(clip['label'], tf.int32)
+  return tf.reshape(video, shape), _checked_label(clip, path, num_classes)

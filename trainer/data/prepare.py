@@ -4,6 +4,7 @@
   movinet-prepare --source=folder --video_dir=/videos --output_dir=/data/mine
   movinet-prepare --source=ucf101 --num_classes=10 --split_by=group \\
       --output_dir=/data/ucf101_10
+  movinet-prepare --verify --output_dir=/data/mine   # shards vs manifest
 
 List the source, pick classes, split, then cut each split into shards of
 `shard_clips` videos (shard i holds videos [i*k, (i+1)*k) of the split, after a

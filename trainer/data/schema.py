@@ -27,10 +27,31 @@ IMAGE_KEY = 'image/encoded'
 MANIFEST_NAME = 'manifest.json'
 SHARD_SUFFIX = '.tfrecord'
 
+# What the manifest records of each shard, `manifest['splits'][split]
+# ['shards']`: its file name, clip count, the sha256 and size in bytes of the
+# file (checked by `movinet-prepare --verify` and before training), and the
+# distinct label indices of its clips (checked against the manifest's label
+# list before training, without reading a record). Manifests written before
+# sizes and label indices were recorded lack those two keys.
+SHARD_KEYS = ('file', 'num_clips', 'sha256', 'size', 'label_indices')
+
 
 def shard_name(split: str, index: int, count: int) -> str:
   """`<split>-00000-of-00004.tfrecord`."""
   return f'{split}-{index:05d}-of-{count:05d}{SHARD_SUFFIX}'
+
+
+def shard_entry(record: dict) -> dict:
+  """The manifest's entry of a shard: the `SHARD_KEYS` of its `record`.
+
+  Args:
+    record: what preparation recorded of the finished shard (at least
+      `file`, `num_clips` and `sha256`).
+
+  Returns:
+    `{key: record[key]}` for the `SHARD_KEYS` the record has.
+  """
+  return {key: record[key] for key in SHARD_KEYS if key in record}
 
 
 def encode_clip(jpeg_frames: Sequence[bytes], label_index: int,

@@ -118,9 +118,16 @@ class VideoInputs:
 
 
 def _fingerprint(manifest: dict, split: str) -> str:
-  """Identifies the labels and the training split's shards (by content)."""
+  """Identifies the labels and the training split's shards (by content).
+
+  Only a shard's file, clip count and sha256 count, so that a manifest that
+  also records sizes and label indices keeps the fingerprint of the same
+  shards.
+  """
+  identity_keys = ('file', 'num_clips', 'sha256')
   identity = {'labels': manifest['labels'],
-              'shards': manifest['splits'][split]['shards']}
+              'shards': [{k: s[k] for k in identity_keys if k in s}
+                         for s in manifest['splits'][split]['shards']]}
   return hashlib.sha256(
       json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -185,11 +192,19 @@ def build_inputs(num_replicas: int = 1,
       are different classes).
     shuffle_buffer: records in the training shuffle buffer.
 
+  The manifest is checked first, before the run writes anything
+  (`pipeline.check_manifest`: labels, every shard's recorded label indices
+  and file size); records are checked while they are read (see
+  `pipeline.build_dataset`).
+
   Raises:
-    ValueError: a missing or unprepared directory, a missing or empty split,
-      or a bad sampling argument (named).
+    ValueError: a missing or unprepared directory, a manifest whose shards
+      are missing, of another size than recorded or hold label indices
+      outside its labels, a missing or empty split, or a bad sampling
+      argument (named).
   """
   manifest = pipeline.read_manifest(data_dir)
+  pipeline.check_manifest(data_dir, manifest)
   _check_split(manifest, train_split, 'build_inputs.train_split', data_dir)
   _check_split(manifest, eval_split, 'build_inputs.eval_split', data_dir)
   num_train_clips = manifest['splits'][train_split]['num_clips']
