@@ -101,7 +101,7 @@ def outcomes(trained, data_dir, env, tmp_path_factory):
   other_data = {
       'model_id': data_dir,
       'classes': runs.prepare_tiny(tmp / 'six', num_classes=6),
-      'dataset': runs.prepare_tiny(tmp / 'other', seed=1)}
+      'dataset': runs.prepare_tiny(tmp / 'other_data', seed=1)}
   for change, other in other_data.items():
     overrides = ({'build_model.model_id': "'t0'"} if change == 'model_id'
                  else {})
