@@ -484,18 +484,27 @@ def test_no_readable_checkpoint_stops_the_run_naming_them(tmp_path):
     checkpoint.read_progress(STEPS_PER_EPOCH)
 
 
+def _interrupted_save(model_dir, step):
+  """What a save killed while writing ckpt-<step> leaves (TensorFlow's
+  sharded save writes into ckpt-<step>_temp/ first)."""
+  orphan = os.path.join(model_dir, 'checkpoints', f'ckpt-{step}_temp')
+  os.makedirs(orphan)
+  with open(os.path.join(orphan, 'part-00000-of-00001.data-00000-of-00001'),
+            'wb') as f:
+    f.write(bytes(1000))
+
+
+def test_an_interrupted_first_save_counts_as_no_checkpoint(tmp_path):
+  _interrupted_save(str(tmp_path), 1)
+  assert checkpointing.TrainingCheckpoint(str(tmp_path)).latest() is None
+
+
 def test_an_interrupted_save_leaves_no_temporary_folder(tmp_path):
   model_dir = str(tmp_path)
   checkpoint = checkpointing.TrainingCheckpoint(model_dir, keep=2)
   checkpoint.attach(tiny_model())
   checkpoint.save(checkpointing.Progress(STEPS_PER_EPOCH, step_in_epoch=1))
-  # What a save killed while writing ckpt-2 leaves (TensorFlow's sharded
-  # save writes into ckpt-<step>_temp/ first).
-  orphan = os.path.join(model_dir, 'checkpoints', 'ckpt-2_temp')
-  os.makedirs(orphan)
-  with open(os.path.join(orphan, 'part-00000-of-00001.data-00000-of-00001'),
-            'wb') as f:
-    f.write(bytes(1000))
+  _interrupted_save(model_dir, 2)
   checkpoint.save(checkpointing.Progress(STEPS_PER_EPOCH, step_in_epoch=2))
   assert sorted(os.listdir(os.path.join(model_dir, 'checkpoints'))) == [
       'checkpoint', 'ckpt-1.data-00000-of-00001', 'ckpt-1.index',

@@ -164,7 +164,9 @@ def _newest_readable(directory: str) -> tuple[Optional[str], list[str]]:
   """(prefix of the newest readable checkpoint or None, the problems of
   the newer ones that could not be read)."""
   problems = []
-  for step in sorted(_numbered_files(directory), reverse=True):
+  for step, paths in sorted(_numbered_files(directory).items(), reverse=True):
+    if all(path.endswith('_temp') for path in paths):
+      continue  # a save interrupted before it wrote anything in place
     prefix = os.path.join(directory, f'ckpt-{step}')
     try:
       _check_readable(prefix)
