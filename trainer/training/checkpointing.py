@@ -171,8 +171,7 @@ def _newest_readable(directory: str) -> tuple[Optional[str], list[str]]:
     try:
       _check_readable(prefix)
     except (tf.errors.OpError, KeyError, ValueError) as error:
-      reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-      problems.append(f'ckpt-{step} ({reason[:200]})')
+      problems.append(f'ckpt-{step} ({files.reason(error)[:200]})')
       continue
     return prefix, problems
   return None, problems
@@ -368,7 +367,7 @@ class TrainingCheckpoint:
       _check_readable(path)
     except (tf.errors.OpError, KeyError, ValueError) as error:
       raise OSError(f'The checkpoint just saved, {path}, cannot be read back '
-                    f'({str(error).strip().splitlines()[0][:200]}); no older '
+                    f'({files.reason(error)[:200]}); no older '
                     'checkpoint was deleted.') from error
     self._rotate(progress.global_step)
     self.last_saved_step = progress.global_step
