@@ -41,6 +41,7 @@ import logging as std_logging
 import os
 import re
 import sys
+from typing import Optional
 
 # Before TensorFlow loads: its C++ INFO lines would drown the progress bar.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
@@ -158,6 +159,32 @@ def _unhealthy_tasks(error: tf.errors.OpError) -> str:
   return one_line(error).split(' [Op:')[0][:300]
 
 
+def _collective_cause(error: tf.errors.OpError) -> str:
+  """The first line of a failed collective op's cause, without the op."""
+  cause = str(error).rsplit('Collective ops is aborted by:', maxsplit=1)[-1]
+  cause = re.sub(r'\{\{function_node [^}]*\}\}', '', cause).strip()
+  return cause.splitlines()[0].split(' [Op:')[0][:300] if cause else (
+      type(error).__name__)
+
+
+def cluster_failure(error: BaseException) -> Optional[str]:
+  """What a multi-worker run tells the user when `error` ends it, if it is
+  about the cluster: another worker was lost, or a collective op failed
+  because the workers are not doing the same step (e.g. started with other
+  settings or data). None for any other error."""
+  if isinstance(error, _LOST_WORKER):
+    return ('lost contact with another worker '
+            f'({_unhealthy_tasks(error)}); restart every worker with the same '
+            'command to resume from the newest checkpoint')
+  if isinstance(error, tf.errors.OpError) and 'collective' in str(
+      error).lower():
+    return ('the workers fell out of step at a collective op ('
+            f'{_collective_cause(error)}); start every worker with the same '
+            'command, gin files, data and version, then rerun them all to '
+            'resume from the newest checkpoint')
+  return None
+
+
 def main(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
@@ -179,11 +206,10 @@ def main(argv) -> None:
         error):
       raise  # not a configuration problem: keep the traceback
     logging.debug('Details:', exc_info=True)
-    if FLAGS.strategy == 'multi_worker' and isinstance(error, _LOST_WORKER):
-      sys.stderr.write(
-          'movinet-train: error: lost contact with another worker '
-          f'({_unhealthy_tasks(error)}); restart every worker with the same '
-          'command to resume from the newest checkpoint\n')
+    cluster_error = (cluster_failure(error)
+                     if FLAGS.strategy == 'multi_worker' else None)
+    if cluster_error:
+      sys.stderr.write(f'movinet-train: error: {cluster_error}\n')
       sys.exit(training.EXIT_CLUSTER_FAILURE)
     sys.stderr.write(f'movinet-train: error: {one_line(error).rstrip(".")}'
                      f'{_hint(error)}'

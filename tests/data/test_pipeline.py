@@ -314,24 +314,26 @@ def test_same_seed_repeats_and_other_seed_differs(prepared):
   assert not np.array_equal(first[0], other[0])
 
 
-@pytest.mark.parametrize('training', [False, True])
+def _context(num_pipelines, pipeline_id):
+  return tf.distribute.InputContext(
+      num_input_pipelines=num_pipelines, input_pipeline_id=pipeline_id,
+      num_replicas_in_sync=num_pipelines)
+
+
 @pytest.mark.parametrize('shard_lengths, num_pipelines', [
     ([[3, 3], [3], [3, 3], [3]], 2),   # by file
     ([[3, 3, 3, 3, 3]], 2),            # by record: one file
     ([[3, 3], [3], [3, 3]], 4),        # by record: fewer files than pipelines
 ])
-def test_input_pipelines_read_disjoint_parts(tmp_path, training,
-                                             shard_lengths, num_pipelines):
+def test_evaluation_pipelines_read_disjoint_parts(tmp_path, shard_lengths,
+                                                  num_pipelines):
   data_dir = _write_prepared(tmp_path, shard_lengths)
   seen = []
   for pipeline_id in range(num_pipelines):
-    context = tf.distribute.InputContext(
-        num_input_pipelines=num_pipelines, input_pipeline_id=pipeline_id,
-        num_replicas_in_sync=num_pipelines)
     dataset = pipeline.build_dataset(
-        data_dir, 'train', training=training, batch_size=4, num_frames=2,
-        frame_step=1, image_size=8, seed=0, input_context=context,
-        drop_remainder=False)
+        data_dir, 'train', training=False, batch_size=4, num_frames=2,
+        frame_step=1, image_size=8, input_context=_context(num_pipelines,
+                                                           pipeline_id))
     assert dataset.element_spec[1].shape.as_list() == [None]
     _, labels = _collect(dataset)
     assert max(len(batch) for batch, _ in dataset) == 4 // num_pipelines
@@ -339,8 +341,84 @@ def test_input_pipelines_read_disjoint_parts(tmp_path, training,
   # Every clip exactly once across the pipelines: disjoint and complete.
   everything = [label for labels in seen for label in labels]
   assert sorted(everything) == list(range(sum(map(len, shard_lengths))))
-  if len(shard_lengths) == 4:  # by file: shards 0 and 2 go to pipeline 0
-    assert set(seen[0]) == {0, 1, 3, 4}
+  if len(shard_lengths) == 4:  # by file: shards 0 and 1 go to pipeline 0
+    assert set(seen[0]) == {0, 1, 2}
+
+
+@pytest.mark.parametrize('shard_lengths, num_pipelines', [
+    ([[3] * 4] * 3, 2),                 # 3 equal files, 2 workers
+    ([[3] * 4] * 4 + [[3] * 2], 4),     # 5 files (the last short), 4 workers
+    ([[3] * 5, [3] * 2], 2),            # 2 files of 5 and 2 clips
+    ([[3] * 4, [3] * 3, [3] * 3], 4),   # fewer files than workers
+    ([[3] * 7], 2),                     # one file
+])
+def test_every_training_pipeline_takes_the_same_steps(tmp_path, shard_lengths,
+                                                      num_pipelines):
+  # Workers whose pipelines gave different numbers of batches would fall out
+  # of step at the end of an epoch (a collective op with no partner).
+  data_dir = _write_prepared(tmp_path, shard_lengths)
+  num_clips = sum(map(len, shard_lengths))
+  steps = num_clips // 4  # an epoch of global batches of 4, as on one worker
+  seen = []
+  for pipeline_id in range(num_pipelines):
+    dataset = pipeline.build_dataset(
+        data_dir, 'train', training=True, batch_size=4, num_frames=2,
+        frame_step=1, image_size=8, seed=1, epoch=0,
+        input_context=_context(num_pipelines, pipeline_id))
+    batches = [labels.numpy().tolist() for _, labels in dataset]
+    assert len(batches) == steps and dataset.cardinality() == steps
+    assert all(len(batch) == 4 // num_pipelines for batch in batches)
+    seen.append(sum(batches, []))
+  for pipeline_id, labels in enumerate(seen):  # no clip on two pipelines
+    others = {label for i, other in enumerate(seen) if i != pipeline_id
+              for label in other}
+    assert not others & set(labels)
+  # Each pipeline repeats a clip only when it has used up its own.
+  loads = [sum(len(range(offset, len(shard_lengths[shard]), stride))
+               for shard, stride, offset in parts)
+           for parts in pipeline.assign_shards(list(map(len, shard_lengths)),
+                                               num_pipelines)]
+  assert [len(set(labels)) for labels in seen] == [
+      min(load, steps * 4 // num_pipelines) for load in loads]
+
+
+def test_shards_are_dealt_out_whole_and_the_rest_shared():
+  # 3 files of 64 clips on 2 workers (the quickstart's training split).
+  assert pipeline.assign_shards([64, 64, 64], 2) == [
+      [(0, 1, 0), (2, 2, 0)], [(1, 1, 0), (2, 2, 1)]]
+  # 5 files on 4 workers as `--shard_clips=64` writes 264 clips.
+  slices = pipeline.assign_shards([64, 64, 64, 64, 8], 4)
+  assert slices == [[(pipeline, 1, 0), (4, 4, pipeline)]
+                    for pipeline in range(4)]
+  # 5 files as `--num_shards=5` writes 21 clips: one clip apart is even.
+  assert pipeline.assign_shards([4, 4, 4, 4, 5], 4) == [
+      [(4, 1, 0), (3, 4, 0)], [(0, 1, 0), (3, 4, 1)],
+      [(1, 1, 0), (3, 4, 2)], [(2, 1, 0), (3, 4, 3)]]
+  # Shared shards count as one sequence: 3 files of 2, 1 and 2 records on 4.
+  assert pipeline.assign_shards([2, 1, 2], 4) == [
+      [(0, 4, 0), (1, 4, 0)], [(0, 4, 1)], [(2, 4, 0)], [(2, 4, 1)]]
+
+
+@pytest.mark.parametrize('seed', range(20))
+def test_every_record_goes_to_one_pipeline(seed):
+  rng = np.random.default_rng(seed)
+  num_pipelines = int(rng.choice([2, 3, 4, 8]))
+  full, last = int(rng.integers(1, 200)), int(rng.integers(1, 200))
+  clips = [full] * int(rng.integers(0, 20)) + [min(last, full)]
+  if seed % 2:  # shards of any size, e.g. of a folder with skipped videos
+    clips = rng.integers(1, 100, size=rng.integers(1, 30)).tolist()
+  slices = pipeline.assign_shards(clips, num_pipelines)
+  owners = [[] for _ in clips]
+  for pipeline_id, parts in enumerate(slices):
+    for shard, stride, offset in parts:
+      for record in range(offset, clips[shard], stride):
+        owners[shard].append((record, pipeline_id))
+  for shard, records in enumerate(owners):
+    assert sorted(r for r, _ in records) == list(range(clips[shard])), shard
+  loads = [sum(len(range(o, clips[s], n)) for s, n, o in parts)
+           for parts in slices]
+  if seed % 2 == 0:  # as prepared: at most the last round is shared
+    assert max(loads) - min(loads) <= max(1, clips[0] - clips[-1]), clips
 
 
 @pytest.mark.parametrize('deterministic', [True, False])

@@ -10,6 +10,8 @@ import tensorflow as tf
 
 from trainer.data.prepare import prepare
 
+PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
 STEPS_PER_EPOCH = 8  # 32 training clips, batch 4
 EPOCHS = 2
 

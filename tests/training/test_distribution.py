@@ -31,6 +31,7 @@ from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.util import tensor_util
 
 from tests.training import run_helpers as runs
+from trainer import main
 from trainer.training import multi_worker
 from trainer.training.checkpointing import EXIT_PREEMPTED
 
@@ -94,8 +95,8 @@ def _finish(workers, timeout=600):
   return [worker.returncode for worker in workers], outputs
 
 
-def _fingerprint(output):
-  return re.findall(r'weights fingerprint (\w+)', output)[-1]
+def _fingerprint(output, weights='weights fingerprint'):
+  return re.findall(rf'{weights} (\w+)', output)[-1]
 
 
 def _losses(model_dir):
@@ -235,6 +236,36 @@ def test_a_killed_worker_then_preemption_then_resume_matches(
                              _variables_at(reference_dir, steps[0])) <= 1e-6
 
 
+def test_the_quickstart_on_two_workers_with_three_shards(env, tmp_path):
+  # The README's `launch/multi_worker.sh --local=2` quickstart: its training
+  # split has 3 shards of 64 clips (`--shard_clips`' default), which do not
+  # divide among 2 workers. Both workers start with an empty cache. The
+  # validation set's 64 clips in global batches of 7 end with a batch of 1.
+  logs, model_dir = tmp_path / 'logs', tmp_path / 'run'
+  result = subprocess.run(
+      [os.path.join(runs.PROJECT_DIR, 'launch', 'multi_worker.sh'),
+       '--local=2', f'--log_dir={logs}', '--',
+       f'--model_dir={model_dir}', '--cluster_timeout=300']
+      + [f'--gin_bindings={b}' for b in (
+          'run.epochs = 2', 'run.verbose = 2', 'build_inputs.image_size = 32',
+          'build_inputs.num_frames = 4', 'build_inputs.eval_batch_size = 7')],
+      env=env, capture_output=True, text=True, timeout=900)
+  outputs = [(logs / f'worker-{i}.log').read_text() for i in range(2)]
+  assert result.returncode == 0, '\n\n'.join(o[-3000:] for o in outputs)
+  # One worker prepared the data while the other waited for it.
+  assert sum('prepared 256 clips in 4 shards' in o for o in outputs) == 1
+  assert any('Waiting for another process to prepare it' in o
+             for o in outputs)
+  for output in outputs:  # 192 training clips, global batch 8: 24 steps
+    assert len(re.findall(r'^24/24 - .* val_accuracy', output, re.M)) == 2
+  # Without synchronized BatchNorm each worker keeps its own statistics.
+  assert (_fingerprint(outputs[0], 'trainable weights')
+          == _fingerprint(outputs[1], 'trainable weights'))
+  assert (model_dir / 'checkpoints/ckpt-48.index').is_file()
+  metrics = json.loads((model_dir / 'eval/metrics.json').read_text())
+  assert metrics['num_clips'] == 64
+
+
 def test_a_worker_alone_gives_up_after_the_cluster_timeout(data_dir, env,
                                                            tmp_path):
   ports = _free_ports(2)
@@ -284,6 +315,31 @@ def test_a_wrong_tf_config_is_one_line_and_exit_1(data_dir, env, tmp_path):
             if line.startswith('movinet-train: error:')]
   assert len(errors) == 1 and 'task index 1 is not in 0..0' in errors[0]
   assert not (tmp_path / 'run').exists()
+
+
+def test_a_collective_out_of_step_is_one_line():
+  # What TensorFlow 2.20 raised on a worker whose epoch had ended early,
+  # before every worker took the same steps (the quickstart on 2 workers).
+  error = tf.errors.InternalError(None, None, (
+      '{{function_node __wrapped__CollectiveReduceV2_Nordering_token_1_device'
+      '_/job:worker/replica:0/task:1/device:CPU:0}} Collective ops is '
+      'aborted by: Collective instance 1073 expected type 0 and data_type 9 '
+      'but got type 0 and data_type 1\nAdditional GRPC error information '
+      'from remote target /job:worker/replica:0/task:0 while calling '
+      '/tensorflow.CollectiveService/...\nThe error could be from a '
+      'previous operation. Restart your program to reset. '
+      '[Op:CollectiveReduceV2] name: '))
+  assert main.cluster_failure(error) == (
+      'the workers fell out of step at a collective op (Collective instance '
+      '1073 expected type 0 and data_type 9 but got type 0 and data_type 1); '
+      'start every worker with the same command, gin files, data and '
+      'version, then rerun them all to resume from the newest checkpoint')
+  lost = main.cluster_failure(tf.errors.UnavailableError(
+      None, None, 'Task unhealthy:\n/job:worker/replica:0/task:1\n'))
+  assert lost.startswith('lost contact with another worker '
+                         '(/job:worker/replica:0/task:1 stopped sending')
+  assert main.cluster_failure(tf.errors.InvalidArgumentError(
+      None, None, 'Shard x does not hold the 64 records')) is None
 
 
 def test_a_slurm_allocation_gives_the_cluster(monkeypatch):

@@ -155,6 +155,100 @@ def _split_shards(data_dir: str, split: str) -> list[dict[str, Any]]:
   return shards
 
 
+# A round of shards is dealt out whole when its sizes differ by at most this
+# fraction of the largest (or by one record); see `assign_shards`.
+_UNEVEN_ROUND = 0.05
+
+
+def assign_shards(clips_per_shard: Sequence[int], num_pipelines: int
+                  ) -> list[list[tuple[int, int, int]]]:
+  """Which records of which shards each input pipeline reads.
+
+  Shards are taken largest first, in rounds of `num_pipelines`. A full round
+  of shards of about equal size (see `_UNEVEN_ROUND`) is dealt out whole, one
+  shard per pipeline, the largest to the pipeline holding the fewest records
+  so far. Every other shard (those of an uneven round, and of the last,
+  short round) is shared: every pipeline reads it and keeps every
+  `num_pipelines`-th record, the records of all shared shards counted as one
+  sequence, so that the pipelines' shares of them differ by one record at
+  most. So each pipeline reads its part of the data plus at most a round of
+  shards. As `movinet-prepare` writes shards of `--shard_clips` clips and a
+  shorter last one, usually only the last round is shared.
+
+  Args:
+    clips_per_shard: records in each shard, in manifest order.
+    num_pipelines: input pipelines (one per worker or TPU host).
+
+  Returns:
+    For each pipeline, a list of `(shard, stride, offset)`: the records
+    `offset, offset + stride, ...` of shard number `shard`. Every record is
+    in exactly one pipeline's lists.
+  """
+  order = sorted(range(len(clips_per_shard)),
+                 key=lambda shard: (-clips_per_shard[shard], shard))
+  loads = [0] * num_pipelines
+  slices = [[] for _ in range(num_pipelines)]
+  shared = 0  # records of the shared shards so far
+  for start in range(0, len(order), num_pipelines):
+    round_ = order[start:start + num_pipelines]
+    sizes = [clips_per_shard[shard] for shard in round_]
+    if len(round_) == num_pipelines and max(sizes) - min(sizes) <= max(
+        1, int(_UNEVEN_ROUND * max(sizes))):
+      by_load = sorted(range(num_pipelines),
+                       key=lambda pipeline: (loads[pipeline], pipeline))
+      for shard, pipeline in zip(round_, by_load):
+        slices[pipeline].append((shard, 1, 0))
+        loads[pipeline] += clips_per_shard[shard]
+      continue
+    for shard in round_:
+      for pipeline in range(num_pipelines):
+        offset = (pipeline - shared) % num_pipelines
+        if offset < clips_per_shard[shard]:
+          slices[pipeline].append((shard, num_pipelines, offset))
+      shared += clips_per_shard[shard]
+  return slices
+
+
+def _slice_size(num_clips: int, stride: int, offset: int) -> int:
+  return len(range(offset, num_clips, stride))
+
+
+def _in_step(records: tf.data.Dataset, num_records: int, split: str,
+             pipeline_id: int, num_pipelines: int, split_clips: int,
+             global_batch_size: int) -> tf.data.Dataset:
+  """Exactly one epoch's share of `records` for this input pipeline.
+
+  Every pipeline must give the same number of batches, or the workers fall
+  out of step at a collective op: an epoch is `split_clips //
+  global_batch_size` steps (as on one machine), each taking
+  `global_batch_size // num_pipelines` records from every pipeline. A
+  pipeline with more records leaves the last ones out (files are shuffled
+  each epoch, so not always the same); one with fewer repeats its first
+  ones.
+
+  Raises:
+    ValueError: this pipeline has no record at all.
+  """
+  needed = (split_clips // global_batch_size) * (
+      global_batch_size // num_pipelines)
+  if not num_records:
+    raise ValueError(
+        f'Input pipeline {pipeline_id} of {num_pipelines} gets no record of '
+        f'split {split!r} ({split_clips} clips); prepare more clips or use '
+        'fewer workers.')
+  if num_records != needed:
+    logging.info(
+        'Input pipeline %d of %d: %d records of split %r, %d per epoch (%s '
+        '%d), so that every worker takes the same steps.', pipeline_id,
+        num_pipelines, num_records, split, needed,
+        'repeating' if needed > num_records else 'leaving out',
+        abs(needed - num_records))
+  if needed > num_records:
+    records = records.repeat()
+  return records.take(needed).apply(
+      tf.data.experimental.assert_cardinality(needed))
+
+
 def sample_frame_indices(num_available, num_frames: int, frame_step: int,
                          start=0) -> tf.Tensor:
   """Indices of `num_frames` frames spaced `frame_step` apart from `start`.
@@ -438,8 +532,11 @@ def build_dataset(data_dir: str,
       (0.3 keeps most of the action in view on small datasets; Inception's
       0.08 is too aggressive for short videos).
     flip: randomly mirror training clips.
-    input_context: from `strategy.distribute_datasets_from_function`; shards
-      by file across input pipelines (by record if there are fewer files).
+    input_context: from `strategy.distribute_datasets_from_function`: each
+      input pipeline reads its part of the shards (`assign_shards`). In
+      training every pipeline then gives the same number of batches, the
+      split's clips divided by the global batch, repeating or leaving out
+      the few records it has over or under that share (`_in_step`).
     shuffle_buffer: records in the training shuffle buffer.
     drop_remainder: drop the last partial batch; defaults to `training`.
     epoch: training only: makes the dataset epoch `epoch` of a resumable run.
@@ -479,37 +576,35 @@ def build_dataset(data_dir: str,
   else:
     num_pipelines, pipeline_id = 1, 0
 
-  files = tf.data.Dataset.from_tensor_slices(
-      ([s['path'] for s in shards], [s['num_clips'] for s in shards]))
-  shard_records = num_pipelines > 1 and len(shards) < num_pipelines
-  num_clips = None
-  if shard_records:
-    logging.warning(
-        'Split %r has %d shard files for %d input pipelines; sharding by '
-        'record, so every pipeline reads every file.', split, len(shards),
-        num_pipelines)
-  elif num_pipelines > 1:
-    files = files.shard(num_pipelines, pipeline_id)
-    num_clips = sum(s['num_clips'] for s in shards[pipeline_id::num_pipelines])
+  if num_pipelines == 1:
+    slices = [(index, 1, 0) for index in range(len(shards))]
   else:
-    num_clips = sum(s['num_clips'] for s in shards)
+    slices = assign_shards([s['num_clips'] for s in shards],
+                           num_pipelines)[pipeline_id]
+  num_clips = sum(_slice_size(shards[i]['num_clips'], stride, offset)
+                  for i, stride, offset in slices)
+  files = tf.data.Dataset.from_tensor_slices((
+      [shards[i]['path'] for i, _, _ in slices],
+      [shards[i]['num_clips'] for i, _, _ in slices],
+      tf.constant([stride for _, stride, _ in slices], tf.int64),
+      tf.constant([offset for _, _, offset in slices], tf.int64)))
 
-  if shard_records:
-    # Every pipeline must see the records in the same order before taking
-    # its share, or shares overlap and clips are lost: no file shuffle or
-    # interleave here; the record shuffle below randomises the order.
-    records = files.flat_map(_read_shard).shard(num_pipelines, pipeline_id)
-  elif training:
-    files = files.shuffle(len(shards), seed=_epoch_seed(seed, epoch),
+  def read_slice(path, count, stride, offset):
+    return _read_shard(path, count).shard(stride, offset)
+
+  if training:
+    files = files.shuffle(len(slices), seed=_epoch_seed(seed, epoch),
                           reshuffle_each_iteration=epoch is None)
     records = files.interleave(
-        _read_shard, cycle_length=min(len(shards), 8),
+        read_slice, cycle_length=min(len(slices), 8),
         num_parallel_calls=AUTOTUNE,
         deterministic=deterministic or epoch is not None)
   else:
-    records = files.flat_map(_read_shard)
-  if num_clips is not None:
-    records = records.apply(tf.data.experimental.assert_cardinality(num_clips))
+    records = files.flat_map(read_slice)
+  records = records.apply(tf.data.experimental.assert_cardinality(num_clips))
+  if training and num_pipelines > 1:
+    records = _in_step(records, num_clips, split, pipeline_id, num_pipelines,
+                       sum(s['num_clips'] for s in shards), global_batch_size)
 
   if training:
     records = records.shuffle(shuffle_buffer, seed=_epoch_seed(seed, epoch),

@@ -53,6 +53,10 @@ class PrepareError(ValueError):
   """Bad settings or source, found before anything is written."""
 
 
+class PreparationBusy(PrepareError):
+  """Another run holds the output folder's lock (it is alive)."""
+
+
 def check_settings(**given) -> dict:
   """Checks `prepare`'s arguments and fills the per-source defaults.
 
@@ -195,7 +199,7 @@ def acquire_lock(output_dir: str, token: str) -> None:
     token: This run's token (`shard_worker.new_token`).
 
   Raises:
-    PrepareError: another run holds the lock; the message names it.
+    PreparationBusy: another run holds the lock; the message names it.
   """
   path = os.path.join(output_dir, shard_worker.STATE_DIR, LOCK_NAME)
   mine = {'pid': os.getpid(), 'host': socket.gethostname(), 'token': token}
@@ -206,7 +210,7 @@ def acquire_lock(output_dir: str, token: str) -> None:
     if holder is None:
       continue  # released meanwhile
     if not _is_stale(path, holder):
-      raise PrepareError(
+      raise PreparationBusy(
           f'output_dir={output_dir!r} is being prepared by another run '
           f'(pid {holder.get("pid", "?")} on {holder.get("host", "?")}, '
           f'lock {path}); wait for it to end, or pass another --output_dir.')

@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import time
 from typing import Optional
 
 from absl import logging
@@ -18,14 +19,25 @@ import tensorflow as tf
 
 from trainer.data import pipeline
 from trainer.data import prepare as prepare_lib
+from trainer.data import prepare_settings
 from trainer.data import schema
 from trainer.model import checkpoint_source
+
+
+# Seconds between looks at a synthetic dataset another process prepares.
+_WAIT_POLL_S = 0.5
 
 
 @gin.configurable
 def synthetic_data_dir(cache_dir: Optional[str] = None,
                        num_classes: int = 4) -> str:
   """Prepares the synthetic dataset once and returns its directory.
+
+  Several processes may ask at once (the workers of a run on one machine,
+  or on machines sharing the cache): one prepares, holding the folder's
+  lock, and the others wait for it, then read what it wrote. Workers with
+  caches of their own each prepare the same data (it is generated from a
+  fixed seed).
 
   Args:
     cache_dir: where to keep it; `$TRAINER_CACHE_DIR` (default
@@ -38,10 +50,22 @@ def synthetic_data_dir(cache_dir: Optional[str] = None,
   """
   cache_dir = checkpoint_source.resolve_cache_dir(cache_dir)
   data_dir = os.path.join(cache_dir, f'synthetic-{num_classes}')
-  if not tf.io.gfile.exists(os.path.join(data_dir, schema.MANIFEST_NAME)):
-    logging.info('Preparing the synthetic dataset into %s (once).', data_dir)
-    prepare_lib.prepare(data_dir, source='synthetic', num_classes=num_classes,
-                        workers=1)
+  waiting_since = None
+  while not tf.io.gfile.exists(os.path.join(data_dir, schema.MANIFEST_NAME)):
+    if waiting_since is None:
+      logging.info('Preparing the synthetic dataset into %s (once).',
+                   data_dir)
+    try:
+      prepare_lib.prepare(data_dir, source='synthetic',
+                          num_classes=num_classes, workers=1)
+    except prepare_settings.PreparationBusy as busy:
+      if waiting_since is None:
+        waiting_since = time.monotonic()
+        logging.info('Waiting for another process to prepare it: %s', busy)
+      time.sleep(_WAIT_POLL_S)
+  if waiting_since is not None:
+    logging.info('The synthetic dataset is ready (waited %.0f s).',
+                 time.monotonic() - waiting_since)
   return data_dir
 
 

@@ -343,8 +343,9 @@ def _train(model, inputs, strategy, model_dir, checkpoint, *, seed,
             f'Epoch {epoch + 1} yielded no training batch; the split '
             f'{inputs.train_split!r} may be shorter for some input pipeline '
             'than the manifest says. Prepare the data again.')
-  logging.info('Trained %d steps; weights fingerprint %s.', total_steps,
-               multi_worker.weights_fingerprint(model))
+  logging.info('Trained %d steps; weights fingerprint %s (trainable weights '
+               '%s).', total_steps, multi_worker.weights_fingerprint(model),
+               multi_worker.weights_fingerprint(model, trainable_only=True))
   return True
 
 

@@ -10,8 +10,9 @@ of every worker's replicas, so all workers hold identical weights.
   workers) but write into a temporary directory of their own, removed at the
   end (`worker_write_dir`). `model_dir` must be reachable from every worker
   (gs:// or a shared file system): all of them resume from its checkpoints.
-- Each worker reads its own training shard files (`VideoInputs`); evaluation
-  batches are dealt out among the workers.
+- Each worker reads its part of the training shards and takes the same
+  number of steps per epoch (`pipeline.assign_shards`); evaluation batches
+  are dealt out among the workers.
 - Joining the cluster waits at most `--cluster_timeout` seconds; a worker that
   dies later is noticed by the others within TensorFlow's heartbeat timeout
   (about 10 s) and they stop with `EXIT_CLUSTER_FAILURE`. Restarting all
@@ -271,10 +272,16 @@ def any_worker(strategy: tf.distribute.Strategy, flag: bool) -> bool:
                                          False)))
 
 
-def weights_fingerprint(model: keras.Model) -> str:
-  """A hash of this worker's copy of the weights (equal on all workers)."""
+def weights_fingerprint(model: keras.Model, trainable_only: bool = False
+                        ) -> str:
+  """A hash of this worker's copy of the weights.
+
+  The trainable weights are equal on all workers. BatchNorm's moving
+  statistics are too with synchronized BatchNorm; without it each worker
+  keeps its own.
+  """
   digest = hashlib.sha256()
-  for weight in model.weights:
+  for weight in model.trainable_weights if trainable_only else model.weights:
     digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(
         weight.value)).tobytes())
   return digest.hexdigest()[:16]
