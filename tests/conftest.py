@@ -44,12 +44,14 @@ def pytest_collection_modifyitems(items):
 
   pytest-xdist (`-n 2 --dist loadgroup`, see pytest.ini) keeps the tests of
   one `xdist_group` on one worker: here a module's, so its module fixtures
-  run once. Tests marked `spread` (long, with no module fixture) are handed
-  out one by one instead. Work goes out in this order, longest first: a long
-  module that started last would run alone at the end while the other
-  worker sits idle.
+  run once, or that of the modules naming the same `XDIST_GROUP`, which
+  share a session fixture. Tests marked `spread` (long, with no module
+  fixture) are handed out one by one instead. Work goes out in this order,
+  longest first: a long module that started last would run alone at the end
+  while the other worker sits idle.
   """
   for item in items:
     if not item.get_closest_marker('spread'):
-      item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+      item.add_marker(pytest.mark.xdist_group(
+          getattr(item.module, 'XDIST_GROUP', item.module.__name__)))
   items.sort(key=lambda item: -_minutes(item))  # stable

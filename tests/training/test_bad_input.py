@@ -20,16 +20,13 @@ _REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 
 pytestmark = pytest.mark.slow(minutes=1.5)  # the module, on 2 cores
+XDIST_GROUP = 'reference_run'  # with test_main.py
 
 
 @pytest.fixture(scope='module')
-def trained(tmp_path_factory, data_dir, env):
-  """A model_dir after one short training run (one epoch, no eval)."""
-  model_dir = tmp_path_factory.mktemp('trained')
-  result = runs.train(model_dir, runs.tiny_bindings(data_dir, **{
-      'run.epochs': 1, 'run.validate': False}), '--mode=train', env=env)
-  assert result.returncode == 0, result.stderr[-3000:]
-  return model_dir
+def trained(reference_run):
+  """A model_dir after a short training run (see `reference_run`)."""
+  return reference_run
 
 
 def _check(code, last_line, *phrases):

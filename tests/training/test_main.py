@@ -20,17 +20,15 @@ import trainer.training  # noqa: F401  # pylint: disable=unused-import
 from trainer.training.checkpointing import EXIT_INTERRUPTED
 
 pytestmark = pytest.mark.slow(minutes=3.5)  # the module, on 2 cores
+XDIST_GROUP = 'reference_run'  # with test_bad_input.py
 
 TOLERANCE = 1e-5
 
 
-@pytest.fixture(scope='module')
-def reference(tmp_path_factory, data_dir, env):
+@pytest.fixture
+def reference(reference_run):
   """An uninterrupted deterministic train_and_eval run."""
-  model_dir = tmp_path_factory.mktemp('reference')
-  result = runs.train(model_dir, runs.tiny_bindings(data_dir), env=env)
-  assert result.returncode == 0, result.stderr[-3000:]
-  return model_dir
+  return reference_run
 
 
 def _wait_for(path, process, timeout=300):
