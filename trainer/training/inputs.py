@@ -24,8 +24,9 @@ from trainer.data import schema
 from trainer.model import checkpoint_source
 
 
-# Seconds between looks at a synthetic dataset another process prepares.
-_WAIT_POLL_S = 0.5
+# Seconds between looks at a synthetic dataset another process prepares,
+# and between the log lines saying so.
+_WAIT_POLL_S, _WAIT_LOG_S = 0.5, 60
 
 
 @gin.configurable
@@ -50,7 +51,7 @@ def synthetic_data_dir(cache_dir: Optional[str] = None,
   """
   cache_dir = checkpoint_source.resolve_cache_dir(cache_dir)
   data_dir = os.path.join(cache_dir, f'synthetic-{num_classes}')
-  waiting_since = None
+  waiting_since = last_log = None
   while not tf.io.gfile.exists(os.path.join(data_dir, schema.MANIFEST_NAME)):
     if waiting_since is None:
       logging.info('Preparing the synthetic dataset into %s (once).',
@@ -59,9 +60,13 @@ def synthetic_data_dir(cache_dir: Optional[str] = None,
       prepare_lib.prepare(data_dir, source='synthetic',
                           num_classes=num_classes, workers=1)
     except prepare_settings.PreparationBusy as busy:
+      now = time.monotonic()
       if waiting_since is None:
-        waiting_since = time.monotonic()
+        waiting_since = last_log = now
         logging.info('Waiting for another process to prepare it: %s', busy)
+      elif now - last_log >= _WAIT_LOG_S:
+        last_log = now
+        logging.info('Still waiting (%.0f s): %s', now - waiting_since, busy)
       time.sleep(_WAIT_POLL_S)
   if waiting_since is not None:
     logging.info('The synthetic dataset is ready (waited %.0f s).',
