@@ -15,8 +15,6 @@ from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.util import tensor_util
 
 from tests.training import run_helpers as runs
-# Imported as it registers the loss for load_model.
-import trainer.training  # noqa: F401  # pylint: disable=unused-import
 from trainer.training.checkpointing import EXIT_INTERRUPTED
 
 pytestmark = pytest.mark.slow(minutes=3.5)  # the module, on 2 cores

@@ -16,8 +16,6 @@ from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.util import tensor_util
 
 from tests.training import run_helpers as runs
-# Imported as it registers the loss for load_model.
-import trainer.training  # noqa: F401  # pylint: disable=unused-import
 from trainer.model import build_movinet_classifier
 from trainer.training import evaluation
 

@@ -22,8 +22,6 @@ from tests.training import run_helpers as runs
 from trainer.data import prepare as prepare_lib
 from trainer.model import build_movinet_classifier
 from trainer.model import load_official_checkpoint
-# Imported as it registers the loss the model names.
-import trainer.training  # noqa: F401  # pylint: disable=unused-import
 
 pytestmark = pytest.mark.slow(minutes=1)  # the module, on 2 cores
 

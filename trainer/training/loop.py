@@ -29,6 +29,7 @@ import gin
 import keras
 import tensorflow as tf
 
+from trainer.model.losses import SparseCrossentropy
 from trainer.training import checkpointing
 from trainer.training import evaluation
 from trainer.training import factories
@@ -42,28 +43,6 @@ MODES = ('train', 'eval', 'train_and_eval')
 POLICIES = ('float32', 'mixed_float16', 'mixed_bfloat16')
 OPERATIVE_CONFIG = 'operative_config.gin'
 BEST_MODEL, FINAL_MODEL = 'best_model.keras', 'final_model.keras'
-
-
-@keras.saving.register_keras_serializable(package='movinet_trainer')
-class SparseCrossentropy(keras.losses.Loss):
-  """Cross-entropy of integer labels and logits, with label smoothing."""
-
-  def __init__(self, num_classes: int, label_smoothing: float = 0.0,
-               name: str = 'sparse_crossentropy', **kwargs):
-    super().__init__(name=name, **kwargs)
-    self.num_classes = num_classes
-    self.label_smoothing = label_smoothing
-
-  def call(self, y_true, y_pred):
-    one_hot = keras.ops.one_hot(keras.ops.cast(y_true, 'int32'),
-                                self.num_classes)
-    return keras.losses.categorical_crossentropy(
-        one_hot, keras.ops.cast(y_pred, 'float32'), from_logits=True,
-        label_smoothing=self.label_smoothing)
-
-  def get_config(self):
-    return {**super().get_config(), 'num_classes': self.num_classes,
-            'label_smoothing': self.label_smoothing}
 
 
 def compile_model(model: keras.Model, optimizer, num_classes: int,
