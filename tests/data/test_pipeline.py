@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from trainer.data import pipeline
+from tests.data import clips
 from trainer.data import schema
 
 HEIGHT, WIDTH = 48, 64
@@ -35,8 +36,8 @@ def _write_prepared(root, shard_lengths, *, split='train', labels=None):
     name = schema.shard_name(split, i, len(shard_lengths))
     with tf.io.TFRecordWriter(os.path.join(root, name)) as writer:
       for length in lengths:
-        jpegs = [schema.encode_jpeg(_frame(t), 95) for t in range(length)]
-        writer.write(schema.encode_clip(jpegs, label, f'c{label}',
+        jpegs = [clips.encode_jpeg(_frame(t), 95) for t in range(length)]
+        writer.write(clips.encode_clip(jpegs, label, f'c{label}',
                                         f'v{label}.avi'))
         label += 1
     entries.append({'file': name, 'num_clips': len(lengths), 'sha256': ''})
@@ -82,9 +83,10 @@ def _in_dataset(fn, *args):
   return next(iter(dataset)).numpy()
 
 
-def test_read_manifest_and_label_names(prepared):
-  assert pipeline.read_manifest(prepared)['splits']['train']['num_clips'] == 6
-  assert pipeline.label_names(prepared) == [f'c{k}' for k in range(6)]
+def test_read_manifest(prepared):
+  manifest = pipeline.read_manifest(prepared)
+  assert manifest['splits']['train']['num_clips'] == 6
+  assert manifest['labels'] == [f'c{k}' for k in range(6)]
 
 
 @pytest.mark.parametrize('problem', ['no_dir', 'no_manifest', 'no_split',
@@ -138,7 +140,7 @@ def test_sample_frame_indices_eager_and_in_dataset(num_available, start,
 
 
 def test_decode_frames_decodes_the_gathered_frames():
-  jpegs = tf.constant([schema.encode_jpeg(_frame(t), 95) for t in range(10)])
+  jpegs = tf.constant([clips.encode_jpeg(_frame(t), 95) for t in range(10)])
   indices = tf.constant([7, 2, 2, 9])
   eager = pipeline.decode_frames(jpegs, indices).numpy()
   assert eager.shape == (4, HEIGHT, WIDTH, 3) and eager.dtype == np.uint8
@@ -149,19 +151,22 @@ def test_decode_frames_decodes_the_gathered_frames():
 
 @pytest.mark.parametrize('seed', [(0, 1), (5, 7)])
 def test_random_resized_crop_uses_one_box_per_clip(seed):
-  frames = np.stack([_frame(t) for t in range(4)])
-  fn = lambda f, s: pipeline.random_resized_crop_clip(f, s, size=SIZE)
-  eager = fn(frames, tf.constant(seed)).numpy()
+  jpegs = tf.constant([clips.encode_jpeg(_frame(t), 95) for t in range(4)])
+  fn = lambda j, s: pipeline.decode_random_crop_clip(j, tf.range(4), s,
+                                                     size=SIZE)
+  eager = fn(jpegs, tf.constant(seed)).numpy()
   assert eager.shape == (4, SIZE, SIZE, 3) and eager.dtype == np.float32
   assert 0.0 <= eager.min() and eager.max() <= 1.0
-  # Red and green encode position only: identical across frames iff the box is.
+  # Red and green encode position only: equal across frames iff the box is
+  # (up to JPEG's rounding, which the blue channel's change moves a little).
   for t in range(1, 4):
-    np.testing.assert_allclose(eager[t, ..., :2], eager[0, ..., :2], atol=1e-6)
+    difference = np.abs(eager[t, ..., :2] - eager[0, ..., :2])
+    assert difference.max() < 4 / 255 and difference.mean() < 1 / 255
   np.testing.assert_array_equal(_frame_indices(eager), [0, 1, 2, 3])
-  np.testing.assert_allclose(_in_dataset(fn, frames, tf.constant(seed)), eager,
+  np.testing.assert_allclose(_in_dataset(fn, jpegs, tf.constant(seed)), eager,
                              atol=1e-6)
-  other = fn(frames, tf.constant([seed[0] + 100, seed[1]])).numpy()
-  assert not np.allclose(other, eager)
+  other = fn(jpegs, tf.constant([seed[0] + 100, seed[1]])).numpy()
+  assert not np.allclose(other, eager, atol=4 / 255)
 
 
 def _reference_crop(jpegs, indices, seed, size, min_crop_area):
@@ -199,7 +204,7 @@ def _textured_frame(index, height=120, width=160):
                                                 ((2, 9), 0.08), ((3, 3), 1.0)])
 def test_decode_random_crop_matches_full_decode_then_crop(make_frame, seed,
                                                           min_crop_area):
-  jpegs = tf.constant([schema.encode_jpeg(make_frame(t), 95)
+  jpegs = tf.constant([clips.encode_jpeg(make_frame(t), 95)
                        for t in range(6)])
   indices = tf.constant([4, 1, 1, 5])
   fn = lambda j, i, s: pipeline.decode_random_crop_clip(
@@ -213,10 +218,6 @@ def test_decode_random_crop_matches_full_decode_then_crop(make_frame, seed,
   np.testing.assert_allclose(eager, reference, atol=16 / 255)
   np.testing.assert_allclose(
       _in_dataset(fn, jpegs, indices, tf.constant(seed)), eager, atol=1e-6)
-  np.testing.assert_allclose(
-      pipeline.random_resized_crop_clip(
-          pipeline.decode_frames(jpegs, indices), seed, size=SIZE,
-          min_crop_area=min_crop_area), reference, atol=1e-6)
 
 
 def test_center_crop_keeps_the_middle():

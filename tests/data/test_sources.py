@@ -222,11 +222,17 @@ def test_ucf101_listing_rules(names, entries, skipped):
   assert listing.skipped == skipped
 
 
+def _fetch(url, name, destination):
+  """One member, fetched over its own connection."""
+  with sources.Ucf101Archive(url) as archive:
+    return archive.fetch(name, destination)
+
+
 @pytest.mark.parametrize('entry', _VIDEOS, ids=lambda e: e.name)
 def test_fetch_member_gives_identical_bytes_atomically(tmp_path, zip_url,
                                                        entry):
   destination = tmp_path / 'out' / 'new folder' / 'video.bin'
-  written = sources.fetch_ucf101_member(zip_url, entry.name, destination)
+  written = _fetch(zip_url, entry.name, destination)
   assert written == str(destination)
   assert destination.read_bytes() == _MEMBERS[entry.name]
   assert os.listdir(destination.parent) == ['video.bin']
@@ -269,7 +275,7 @@ def test_unsafe_member_name_refuses_whole_archive(tmp_path, www, server,
   assert repr(bad_name) in str(error.value)
   destination = tmp_path / 'out' / 'video.avi'
   with pytest.raises(ValueError, match='Refusing'):
-    sources.fetch_ucf101_member(url, _VIDEOS[0].name, destination)
+    _fetch(url, _VIDEOS[0].name, destination)
   assert not destination.parent.exists()
 
 
@@ -281,7 +287,7 @@ def test_unsafe_member_name_refuses_whole_archive(tmp_path, www, server,
 def test_fetch_refuses_unknown_or_unsafe_name(tmp_path, zip_url, name, match):
   destination = tmp_path / 'video.avi'
   with pytest.raises(ValueError, match=match):
-    sources.fetch_ucf101_member(zip_url, name, destination)
+    _fetch(zip_url, name, destination)
   assert not destination.exists()
 
 
@@ -292,8 +298,8 @@ def test_fetch_corrupt_member_fails_and_leaves_nothing(tmp_path, www, server):
   path.write_bytes(bytes(data))
   out = tmp_path / 'out'
   with pytest.raises(sources.RemoteArchiveError, match='CRC'):
-    sources.fetch_ucf101_member(f'{server.url}/corrupt.zip',
-                                'UCF101/A/v_A_g01_c01.avi', out / 'v.avi')
+    _fetch(f'{server.url}/corrupt.zip', 'UCF101/A/v_A_g01_c01.avi',
+           out / 'v.avi')
   assert os.listdir(out) == []
 
 

@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.data import clips
 from trainer.data import schema
 from trainer.data import tfrecord_writer
 
 
 def _jpegs(count, seed=0):
   rng = np.random.default_rng(seed)
-  return [schema.encode_jpeg(rng.integers(0, 256, (8, 12, 3), np.uint8), 90)
+  return [clips.encode_jpeg(rng.integers(0, 256, (8, 12, 3), np.uint8), 90)
           for _ in range(count)]
 
 
@@ -62,7 +63,7 @@ def test_sequence_example_equals_deterministic_protobuf(label_index,
   record = tfrecord_writer.encode_sequence_example(
       label_index, label_text, filename, jpegs)
   reference = tf.train.SequenceExample.FromString(
-      schema.encode_clip(jpegs, label_index, label_text, filename))
+      clips.encode_clip(jpegs, label_index, label_text, filename))
   assert record == reference.SerializeToString(deterministic=True)
   assert tf.train.SequenceExample.FromString(record) == reference
 

@@ -18,7 +18,7 @@ indices were recorded. Those messages name the shard and say to rerun
 compares every shard's sha256 with the manifest.
 
 The per-clip ops (`sample_frame_indices`, `decode_frames`,
-`decode_random_crop_clip`, `random_resized_crop_clip`, `random_flip_clip`,
+`decode_random_crop_clip`, `random_flip_clip`,
 `center_crop_clip`, `pad_clip`) are plain TensorFlow functions: they run
 eagerly and inside `Dataset.map` alike.
 """
@@ -126,11 +126,6 @@ def check_manifest(data_dir: str, manifest: dict[str, Any]) -> None:
     logging.warning(
         '%s records no size for %d shard(s) (prepared by an older version); '
         'their sizes are not checked.', path, unsized)
-
-
-def label_names(data_dir: str) -> list[str]:
-  """Class names of a prepared directory, in label-index order."""
-  return list(read_manifest(data_dir)['labels'])
 
 
 def _split_shards(data_dir: str, split: str) -> list[dict[str, Any]]:
@@ -341,36 +336,6 @@ def _resize_clip(frames, size: int) -> tf.Tensor:
   return tf.clip_by_value(resized, 0.0, 1.0)
 
 
-def random_resized_crop_clip(frames, seed, *, size: int,
-                             min_crop_area: float = 0.3,
-                             aspect_ratio_range: Sequence[float] = (3 / 4,
-                                                                    4 / 3)
-                            ) -> tf.Tensor:
-  """Crops ONE random box out of every frame of a decoded clip and resizes it.
-
-  The box (Inception-style) covers `min_crop_area`..1 of the frame's area with
-  an aspect ratio in `aspect_ratio_range`; the same box is used for all frames
-  so that motion stays coherent. For JPEG frames prefer
-  `decode_random_crop_clip`, which samples the same box for the same seed but
-  decodes only the box.
-
-  Args:
-    frames: `(frames, height, width, 3)`, uint8 or float in [0, 1].
-    seed: int `(2,)` stateless seed; equal seeds give equal boxes.
-    size: output height and width, in pixels.
-    min_crop_area: smallest fraction of the frame's area the box may cover.
-    aspect_ratio_range: (min, max) width / height of the box.
-
-  Returns:
-    float32 `(frames, size, size, 3)` in [0, 1].
-  """
-  begin, box_size = _sample_crop_box(tf.shape(frames)[1:], seed,
-                                     min_crop_area, aspect_ratio_range)
-  cropped = tf.slice(frames, tf.concat([[0], begin, [0]], 0),
-                     tf.concat([[-1], box_size, [-1]], 0))
-  return _resize_clip(cropped, size)
-
-
 def decode_random_crop_clip(jpeg_frames, indices, seed, *, size: int,
                             min_crop_area: float = 0.3,
                             aspect_ratio_range: Sequence[float] = (3 / 4,
@@ -378,11 +343,11 @@ def decode_random_crop_clip(jpeg_frames, indices, seed, *, size: int,
                            ) -> tf.Tensor:
   """Decodes only one random box of the JPEGs at `indices` and resizes it.
 
-  Equals `random_resized_crop_clip(decode_frames(jpeg_frames, indices), seed,
-  ...)` up to JPEG rounding at the box's edges (the box is the same for the
-  same seed), but decodes only the box (`tf.io.decode_and_crop_jpeg`) and
-  converts to float only after cropping. All frames must share the size of
-  `jpeg_frames[0]`, as prepared videos do.
+  The box (Inception-style) covers `min_crop_area`..1 of the frame's area
+  with an aspect ratio in `aspect_ratio_range`; the same box is used for all
+  frames so that motion stays coherent. Only the box is decoded
+  (`tf.io.decode_and_crop_jpeg`), and converted to float after cropping.
+  All frames must share the size of `jpeg_frames[0]`, as prepared videos do.
 
   Args:
     jpeg_frames: string `(frames,)`, one JPEG per frame.

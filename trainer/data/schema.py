@@ -15,10 +15,6 @@ processes (which write records without it) stay light; the functions that
 need TensorFlow import it when called.
 """
 
-from typing import Sequence
-
-import numpy as np
-
 LABEL_INDEX_KEY = 'clip/label/index'
 LABEL_TEXT_KEY = 'clip/label/text'
 FILENAME_KEY = 'video/filename'
@@ -54,21 +50,6 @@ def shard_entry(record: dict) -> dict:
   return {key: record[key] for key in SHARD_KEYS if key in record}
 
 
-def encode_clip(jpeg_frames: Sequence[bytes], label_index: int,
-                label_text: str, filename: str) -> bytes:
-  """Serializes one clip; `jpeg_frames` are JPEG-encoded RGB frames."""
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  example = tf.train.SequenceExample()
-  context = example.context.feature
-  context[LABEL_INDEX_KEY].int64_list.value.append(int(label_index))
-  context[LABEL_TEXT_KEY].bytes_list.value.append(label_text.encode('utf-8'))
-  context[FILENAME_KEY].bytes_list.value.append(filename.encode('utf-8'))
-  frames = example.feature_lists.feature_list[IMAGE_KEY]
-  for jpeg in jpeg_frames:
-    frames.feature.add().bytes_list.value.append(jpeg)
-  return example.SerializeToString()
-
-
 def parse_clip(serialized):
   """Parses one serialized clip (works eagerly and inside tf.data).
 
@@ -92,9 +73,3 @@ def parse_clip(serialized):
       'label_text': context[LABEL_TEXT_KEY],
       'filename': context[FILENAME_KEY],
   }
-
-
-def encode_jpeg(frame_rgb: np.ndarray, quality: int) -> bytes:
-  """JPEG bytes of one `(height, width, 3)` uint8 RGB frame."""
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  return tf.io.encode_jpeg(frame_rgb, quality=quality).numpy()

@@ -9,8 +9,8 @@ listings and bytes.
   Folder   `video_dir/<class name>/<video file>` -> `list_folder(video_dir)`;
            the class is the folder.
   UCF101   a zip read over HTTP Range requests, never downloaded whole ->
-           `list_ucf101(url)`, `fetch_ucf101_member(url, name, path)`, or
-           `Ucf101Archive(url)` to fetch many members over one connection.
+           `list_ucf101(url)`, and `Ucf101Archive(url)` to fetch members
+           over one connection.
            The class is in the file name, `v_<Class>_g<NN>_c<NN>.<ext>`, so
            every layout lists alike: flat as in `UCF101_videos.zip`
            (`UCF101/v_ApplyEyeMakeup_g01_c01.avi`), or one folder per class
@@ -184,33 +184,6 @@ def list_ucf101(url: str = DEFAULT_UCF101_URL,
     return archive.listing()
 
 
-def fetch_ucf101_member(url: str, name: str,
-                        destination_path: str | os.PathLike,
-                        timeout_s: float = DEFAULT_TIMEOUT_S) -> str:
-  """Downloads one member of a remote zip to `destination_path` atomically.
-
-  Opening the archive reads its central directory; to fetch many members,
-  open one `Ucf101Archive` and call its `fetch` instead.
-
-  Args:
-    url: As in `list_ucf101`.
-    name: A member name, e.g. `VideoEntry.name` from `list_ucf101`.
-    destination_path: The file to write; parent folders are created. It is
-      written whole or not at all.
-    timeout_s: As in `list_ucf101`.
-
-  Returns:
-    `destination_path` as a string.
-
-  Raises:
-    ValueError: As in `list_ucf101`, or `name` is not a file in the archive.
-    RemoteArchiveError: As in `list_ucf101`, or the member's bytes are
-      corrupt (bad CRC).
-  """
-  with Ucf101Archive(url, timeout_s) as archive:
-    return archive.fetch(name, destination_path)
-
-
 class Ucf101Archive:
   """A zip read over HTTP Range requests; a context manager.
 
@@ -263,7 +236,21 @@ class Ucf101Archive:
     return listing
 
   def fetch(self, name: str, destination_path: str | os.PathLike) -> str:
-    """Writes member `name` to `destination_path`; see `fetch_ucf101_member`."""
+    """Writes member `name` to `destination_path` atomically.
+
+    Args:
+      name: A member name, e.g. `VideoEntry.name` from `listing`.
+      destination_path: The file to write; parent folders are created. It is
+        written whole or not at all.
+
+    Returns:
+      `destination_path` as a string.
+
+    Raises:
+      ValueError: `name` is not a file in the archive.
+      RemoteArchiveError: the member's bytes are corrupt (bad CRC), or the
+        server failed.
+    """
     _check_member_name(self.url, name)
     try:
       info = self._zip.getinfo(name)

@@ -29,19 +29,16 @@ _SPLITS_EXAMPLE = 'e.g. --splits=train:30,test:20'
 _SPLIT_NAME = re.compile(r'[A-Za-z_][A-Za-z0-9_-]*')
 
 
-def select_classes(labels: Iterable[str], num_classes: int | None,
-                   seed: int | None = None) -> list[str]:
-  """Picks `num_classes` of the distinct `labels`, returned sorted.
+def select_classes(labels: Iterable[str],
+                   num_classes: int | None) -> list[str]:
+  """The first `num_classes` of the distinct `labels` in sorted order.
 
-  With `seed=None`, the first `num_classes` in sorted order, as the seed
-  tutorial does (for UCF101: ApplyEyeMakeup, ApplyLipstick, Archery, ...).
-  With an integer seed, a seeded uniform sample, for experiments that should
-  not always see the alphabetically first classes. Both are deterministic.
+  As the TensorFlow MoViNet tutorial picks its classes (for UCF101:
+  ApplyEyeMakeup, ApplyLipstick, Archery, ...).
 
   Args:
     labels: Class names; repeats are fine (e.g. one per video).
     num_classes: How many to keep; None keeps all.
-    seed: None for the sorted prefix; an int for a seeded sample.
 
   Returns:
     The chosen class names, sorted.
@@ -61,9 +58,7 @@ def select_classes(labels: Iterable[str], num_classes: int | None,
         f'num_classes={num_classes!r} is not allowed; the source has '
         f'{len(distinct)} classes, so pass an integer from 1 to '
         f'{len(distinct)} (flag --num_classes), or leave it unset for all.')
-  if seed is None:
-    return distinct[:num_classes]
-  return sorted(random.Random(seed).sample(distinct, num_classes))
+  return distinct[:num_classes]
 
 
 def filter_classes(entries: Iterable[VideoEntry],

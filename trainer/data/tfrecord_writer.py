@@ -34,8 +34,8 @@ def encode_sequence_example(label_index: int, label_text: str, filename: str,
                             jpegs: Iterable[bytes]) -> bytes:
   """One clip as a serialized `tf.train.SequenceExample`.
 
-  The record `schema.encode_clip` builds, serialized as protobuf does with
-  `deterministic=True` (context map keys sorted).
+  The `tf.train.SequenceExample` of `schema`'s layout, serialized as
+  protobuf does with `deterministic=True` (context map keys sorted).
 
   Args:
     label_index: class index, an int64 context feature.
