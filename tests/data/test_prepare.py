@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from tests import ucf101_fixture as ucf
 from tests.local_http import LocalHttpServer, RangeHandler
+from trainer import files
 from trainer.data import prepare as prepare_lib
 from trainer.data import prepare_settings
 from trainer.data import schema
@@ -219,7 +220,7 @@ def test_ucf101_group_split_in_both_real_layouts(ucf101_zips, layout, workers,
       assert frames == 40
   assert len(found['test']) == manifest['splits']['test']['num_clips'] == 9
   assert len(found['train']) == manifest['splits']['train']['num_clips'] == 12
-  assert not [p for p in out.rglob('*') if shard_worker.TMP_MARK in p.name]
+  assert not [p for p in out.rglob('*') if files.TMP_MARK in p.name]
 
 
 def test_ucf101_flat_zip_by_count_picks_classes_by_file_name(ucf101_zips,
@@ -356,7 +357,7 @@ def test_killed_run_resumes_to_identical_output(tmp_path):
   assert _shards(killed) == _shards(whole) and len(_shards(whole)) == 24
   for name in _shards(whole):
     assert _sha256(killed / name) == _sha256(whole / name)
-  assert not [p for p in killed.rglob('*') if shard_worker.TMP_MARK in p.name]
+  assert not [p for p in killed.rglob('*') if files.TMP_MARK in p.name]
 
   with pytest.raises(prepare_lib.PrepareError, match='jpeg_quality'):
     prepare_lib.prepare(str(killed), source='folder', video_dir=str(videos),

@@ -15,6 +15,7 @@ import subprocess
 
 import pytest
 
+from trainer import files
 from trainer.data import prepare as prepare_lib
 from trainer.data import prepare_settings
 from trainer.data import schema
@@ -53,13 +54,13 @@ def _user_files(folder):
   Returns:
     `{relative path: text}` of the files written.
   """
-  files = {'draft.tmp-1.txt': 'draft', 'notes.tmp-2023/a.txt': 'a',
-           # Even a name shaped like prepare's own temporaries.
-           f'x{shard_worker.TMP_MARK}1-0123456789abcdef': 'x'}
-  for path, text in files.items():
+  kept = {'draft.tmp-1.txt': 'draft', 'notes.tmp-2023/a.txt': 'a',
+          # Even a name shaped like prepare's own temporaries.
+          f'x{files.TMP_MARK}1-0123456789abcdef': 'x'}
+  for path, text in kept.items():
     (folder / path).parent.mkdir(parents=True, exist_ok=True)
     (folder / path).write_text(text)
-  return files
+  return kept
 
 
 def test_user_tmp_files_survive_reruns(videos, tmp_path):
@@ -82,8 +83,8 @@ def test_rerun_removes_exactly_the_recorded_leftovers(videos, tmp_path):
   token = shard_worker.new_token()
   # What a killed run leaves: a half shard, a fetch folder, both recorded,
   # and a record cut short by the kill (its path was never created).
-  leftovers = [shard_worker.temporary_name(shard, token),
-               shard_worker.temporary_name(f'{STATE}/fetch-{shard}', token)]
+  leftovers = [files.temporary_name(shard, token),
+               files.temporary_name(f'{STATE}/fetch-{shard}', token)]
   shard_worker.record_temporaries(str(out), [
       *leftovers, 'draft.tmp-1.txt', 'notes.tmp-2023',
       '../escape.tmp-1-0123456789abcdef'])
@@ -134,7 +135,7 @@ def test_error_mid_run_releases_the_lock_and_removes_temporaries(videos,
     _prepare(videos, out, overwrite=True, shard_clips=8)
   assert (blocker / 'mine.txt').read_text() == 'mine'
   assert not (out / LOCK).exists()
-  assert not [p for p in out.rglob('*') if shard_worker.TMP_MARK in p.name]
+  assert not [p for p in out.rglob('*') if files.TMP_MARK in p.name]
   assert not (out / STATE / shard_worker.JOURNAL_NAME).exists()
 
 

@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 
 from tests import local_http
+from trainer import files
 from trainer.model import checkpoint_source
 from trainer.model.checkpoint_source import resolve_checkpoint
 
@@ -128,7 +129,7 @@ def test_archive_is_extracted_once_and_reused(archive, tmp_path, monkeypatch):
 
 def test_cache_dir_defaults_to_environment(archive, tmp_path, monkeypatch):
   cache = tmp_path / 'env-cache'
-  monkeypatch.setenv(checkpoint_source.CACHE_DIR_ENV, str(cache))
+  monkeypatch.setenv(files.CACHE_DIR_ENV, str(cache))
   resolved = resolve_checkpoint(str(archive))
   assert resolved.startswith(str(cache / 'extracted'))
   _assert_reads_back(resolved)

@@ -194,18 +194,18 @@ def test_write_eval_outputs_overwrites_atomically(tmp_path, monkeypatch):
   eval_dir = str(tmp_path)
   evaluation.write_eval_outputs(_metrics(), eval_dir)
   renames = []
-  real_rename = tf.io.gfile.rename
+  real_replace = os.replace
 
-  def recording_rename(src, dst, overwrite=False):
-    renames.append((src, dst, overwrite))
-    real_rename(src, dst, overwrite=overwrite)
+  def recording_replace(src, dst):
+    renames.append((src, dst))
+    real_replace(src, dst)
 
-  monkeypatch.setattr(tf.io.gfile, 'rename', recording_rename)
+  monkeypatch.setattr(os, 'replace', recording_replace)
   updated = dict(_metrics(), top1=0.75)
   evaluation.write_eval_outputs(updated, eval_dir)
   metrics_path = os.path.join(eval_dir, 'metrics.json')
-  src, dst, overwrite = renames[0]
-  assert dst == metrics_path and overwrite
+  src, dst = renames[0]
+  assert dst == metrics_path
   assert os.path.dirname(src) == eval_dir and '.tmp-' in src
   with open(metrics_path, encoding='utf-8') as f:
     assert json.load(f)['top1'] == 0.75
@@ -214,10 +214,10 @@ def test_write_eval_outputs_overwrites_atomically(tmp_path, monkeypatch):
 
 
 def test_write_eval_outputs_cleans_up_after_failure(tmp_path, monkeypatch):
-  def failing_rename(src, dst, overwrite=False):
+  def failing_replace(src, dst):
     raise OSError('disk gone')
 
-  monkeypatch.setattr(tf.io.gfile, 'rename', failing_rename)
+  monkeypatch.setattr(os, 'replace', failing_replace)
   with pytest.raises(OSError, match='disk gone'):
     evaluation.write_eval_outputs(_metrics(), str(tmp_path))
   assert os.listdir(tmp_path) == []

@@ -21,8 +21,8 @@ import tensorflow as tf
 
 from tests.training import ram_main
 from tests.training import run_helpers as runs
+from trainer import files
 from trainer.training import evaluation
-from trainer.training import files
 from trainer.training import loop
 from trainer.training import run_identity
 
@@ -100,7 +100,7 @@ def test_outputs_written_in_process_to_ram_read_back():
   run_identity.write(model_dir, identity)
   assert run_identity.read(model_dir) == identity
 
-  files.write_atomically(f'{model_dir}/bytes.bin', b'\x00\x01', 'wb')
+  files.write_atomically(f'{model_dir}/bytes.bin', b'\x00\x01')
   with tf.io.gfile.GFile(f'{model_dir}/bytes.bin', 'rb') as f:
     assert f.read() == b'\x00\x01'
 

@@ -3,7 +3,6 @@
 import os
 
 import pytest
-import tensorflow as tf
 
 from trainer.training import run_identity
 
@@ -69,7 +68,7 @@ def test_failed_write_keeps_the_previous_file(tmp_path):
 
 def test_write_into_a_missing_directory_leaves_nothing(tmp_path):
   missing = tmp_path / 'missing'
-  with pytest.raises(tf.errors.NotFoundError):
+  with pytest.raises(FileNotFoundError):
     run_identity.write(str(missing), IDENTITY)
   assert not missing.exists()
   assert os.listdir(tmp_path) == []

@@ -44,6 +44,7 @@ import tqdm
 
 # Nothing here imports TensorFlow: `spawn` workers re-import this module.
 from trainer import command_line
+from trainer import files
 from trainer.data import prepare_settings
 from trainer.data import schema
 from trainer.data import shard_worker
@@ -127,17 +128,17 @@ def _prepare_locked(settings, plan, token, previous) -> dict:
     _warn_replaced(output_dir, plan)
   settings_name = os.path.join(STATE_DIR, prepare_settings.SETTINGS_NAME)
   shard_worker.record_temporaries(output_dir, [
-      shard_worker.temporary_name(settings_name, token),
-      shard_worker.temporary_name(schema.MANIFEST_NAME, token),
+      files.temporary_name(settings_name, token),
+      files.temporary_name(schema.MANIFEST_NAME, token),
       *(p for job in plan['jobs'] for p in shard_worker.job_temporaries(job))])
-  shard_worker.write_atomically(
+  files.write_atomically(
       os.path.join(output_dir, settings_name),
       shard_worker.dumps(prepare_settings.output_settings(settings)), token)
   if settings['source'] == 'synthetic':
     _generate_synthetic(settings, plan)
   results = _run_jobs(plan['jobs'], settings['workers'], output_dir)
   manifest = _manifest(settings, plan, results)
-  shard_worker.write_atomically(os.path.join(output_dir, schema.MANIFEST_NAME),
+  files.write_atomically(os.path.join(output_dir, schema.MANIFEST_NAME),
                                shard_worker.dumps(manifest), token)
   return manifest
 
@@ -383,7 +384,7 @@ def verify(output_dir: str) -> list[str]:
     elif 'size' in shard and os.path.getsize(shard_path) != shard['size']:
       problems.append(f'{shard["file"]} ({os.path.getsize(shard_path)} '
                       f'bytes, the manifest records {shard["size"]})')
-    elif shard_worker.sha256(shard_path) != shard['sha256']:
+    elif files.sha256(shard_path) != shard['sha256']:
       problems.append(f'{shard["file"]} (sha256 differs)')
   return problems
 

@@ -13,7 +13,6 @@ of killed runs (`remove_recorded`) and never another file with `.tmp-` in
 its name.
 """
 
-import hashlib
 import json
 import os
 import re
@@ -24,15 +23,15 @@ from absl import logging
 import cv2
 import numpy as np
 
+from trainer import files
 from trainer.data import sources
 from trainer.data import tfrecord_writer
 from trainer.data import video_decode
 
 STATE_DIR = '.prepare'
-TMP_MARK = '.tmp-'
 # Relative paths of the temporaries runs create, one JSON string a line.
 JOURNAL_NAME = 'temporaries'
-_TEMPORARY = re.compile(re.escape(TMP_MARK) + r'[0-9]+-[0-9a-f]{16}$')
+_TEMPORARY = re.compile(re.escape(files.TMP_MARK) + r'[0-9]+-[0-9a-f]{16}$')
 
 
 def prepare_shard(job: dict) -> dict:
@@ -53,9 +52,9 @@ def prepare_shard(job: dict) -> dict:
   """
   out = job['output_dir']
   final = os.path.join(out, job['file'])
-  temporary = os.path.join(out, temporary_name(job['file'], job['token']))
   skipped, num_clips, num_frames = [], 0, 0
-  with open(temporary, 'wb') as f:
+  with files.replacing(final, job['token']) as temporary, open(
+      temporary, 'wb') as f:
     for name, label, index in job['videos']:
       try:
         frames = _decode(job, name)
@@ -72,23 +71,22 @@ def prepare_shard(job: dict) -> dict:
       num_frames += len(jpegs)
     f.flush()
     os.fsync(f.fileno())
-  os.replace(temporary, final)
   record = {'file': job['file'], 'num_clips': num_clips,
             'num_frames': num_frames, 'num_videos': len(job['videos']),
-            'sha256': sha256(final), 'size': os.path.getsize(final),
+            'sha256': files.sha256(final), 'size': os.path.getsize(final),
             'label_indices': sorted({
                 int(i) for n, _, i in job['videos']
                 if n not in {name for name, _ in skipped}}),
             'skipped': sorted(skipped)}
-  write_atomically(os.path.join(out, _record_name(job['file'])),
-                   dumps(record), job['token'])
+  files.write_atomically(os.path.join(out, _record_name(job['file'])),
+                         dumps(record), job['token'])
   return record
 
 
 def job_temporaries(job: dict) -> list[str]:
   """The temporaries `prepare_shard(job)` may create, relative to output."""
-  paths = [temporary_name(job['file'], job['token']),
-           temporary_name(_record_name(job['file']), job['token'])]
+  paths = [files.temporary_name(job['file'], job['token']),
+           files.temporary_name(_record_name(job['file']), job['token'])]
   if job['source'] == 'ucf101':
     paths.append(_fetch_folder(job))
   return paths
@@ -100,7 +98,7 @@ def _record_name(name):
 
 def _fetch_folder(job):
   """Folder, relative to output, where the job's UCF101 videos land."""
-  return temporary_name(os.path.join(STATE_DIR, f'fetch-{job["file"]}'),
+  return files.temporary_name(os.path.join(STATE_DIR, f'fetch-{job["file"]}'),
                         job['token'])
 
 
@@ -112,7 +110,7 @@ def finished_record(output_dir: str, name: str) -> dict | None:
     return None
   with open(record_path, encoding='utf-8') as f:
     record = json.load(f)
-  if record.get('sha256') != sha256(shard_path):
+  if record.get('sha256') != files.sha256(shard_path):
     logging.warning('Shard %s does not match its record; redoing it.', name)
     return None
   return record
@@ -169,43 +167,12 @@ def dumps(value) -> str:
   return json.dumps(value, indent=1, sort_keys=True, ensure_ascii=False) + '\n'
 
 
-def sha256(path: str) -> str:
-  """Hex sha256 of the file at `path`."""
-  digest = hashlib.sha256()
-  with open(path, 'rb') as f:
-    for chunk in iter(lambda: f.read(1 << 20), b''):
-      digest.update(chunk)
-  return digest.hexdigest()
-
-
-def write_atomically(path: str, text: str, token: str) -> None:
-  """Writes `text` to `path` via a fsynced `<path>.tmp-<token>` and a rename.
-
-  Args:
-    path: The file to write.
-    text: Its whole contents.
-    token: The run's token (`new_token`); the caller has recorded
-      `<path>.tmp-<token>` with `record_temporaries`.
-  """
-  temporary = temporary_name(path, token)
-  with open(temporary, 'w', encoding='utf-8') as f:
-    f.write(text)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(temporary, path)
-
-
 # -------------------------------------------------------------- temporaries
 
 
 def new_token() -> str:
   """A token unique to this run: `<pid>-<16 random hex digits>`."""
   return f'{os.getpid()}-{secrets.token_hex(8)}'
-
-
-def temporary_name(path: str, token: str) -> str:
-  """`<path>.tmp-<token>`: where `path` is written before its rename."""
-  return f'{path}{TMP_MARK}{token}'
 
 
 def record_temporaries(output_dir: str, paths: list[str]) -> None:

@@ -23,13 +23,14 @@ import dataclasses
 import os
 import pathlib
 import re
-import tempfile
 from typing import Iterable
 import zipfile
 
 from absl import logging
 import remotezip
 import requests
+
+from trainer import files
 
 DEFAULT_UCF101_URL = (
     'https://storage.googleapis.com/thumos14_files/UCF101_videos.zip')
@@ -261,18 +262,10 @@ class Ucf101Archive:
           f'name={name!r} is not a file in the archive {self.url}; pass a '
           'VideoEntry.name from list_ucf101().')
     destination = os.fspath(destination_path)
-    folder = os.path.dirname(os.path.abspath(destination))
-    os.makedirs(folder, exist_ok=True)
-    part_fd, part = tempfile.mkstemp(
-        prefix=f'.{os.path.basename(destination)}.', suffix='.part',
-        dir=folder)
-    try:
-      with os.fdopen(part_fd, 'wb') as out:
-        self._copy_member(info, out)
-      os.replace(part, destination)
-    finally:
-      if os.path.exists(part):
-        os.remove(part)
+    os.makedirs(os.path.dirname(os.path.abspath(destination)), exist_ok=True)
+    with files.replacing(destination, suffix='.part') as part, open(
+        part, 'wb') as out:
+      self._copy_member(info, out)
     logging.debug('Fetched %s (%d bytes) from %s', name, info.file_size,
                   self.url)
     return destination

@@ -36,14 +36,13 @@ from absl import logging
 import tensorflow as tf
 import tqdm
 
-CACHE_DIR_ENV = 'TRAINER_CACHE_DIR'
-DEFAULT_CACHE_DIR = os.path.join('~', '.cache', 'movinet-trainer')
+from trainer import files
+
 DOWNLOAD_TIMEOUT_S = 30.0
 ARCHIVE_SUFFIXES = ('.tar.gz', '.tgz', '.tar')
 URL_SCHEMES = ('http://', 'https://')
 
 _DOWNLOAD_CHUNK_BYTES = 1 << 20
-_HASH_CHUNK_BYTES = 1 << 20
 _DIGEST_CHARS = 12
 _ACCEPTED = (
     'a checkpoint prefix (the path without ".index"), a directory holding a '
@@ -85,7 +84,7 @@ def resolve_checkpoint(source: str, cache_dir: str | None = None) -> str:
       raise ValueError(
           f'source={source!r}: a URL must name a {"/".join(ARCHIVE_SUFFIXES)} '
           'archive; download other files yourself and pass the local path.')
-    cache_dir = resolve_cache_dir(cache_dir)
+    cache_dir = files.cache_dir(cache_dir)
     archive = _download(source, os.path.join(cache_dir, 'downloads'))
     return _resolve_directory(_extract_archive(archive, cache_dir))
   source = os.path.expanduser(source)
@@ -94,17 +93,11 @@ def resolve_checkpoint(source: str, cache_dir: str | None = None) -> str:
   if tf.io.gfile.isdir(source):
     return _resolve_directory(source)
   if _archive_suffix(source) is not None and os.path.isfile(source):
-    cache_dir = resolve_cache_dir(cache_dir)
+    cache_dir = files.cache_dir(cache_dir)
     return _resolve_directory(_extract_archive(source, cache_dir))
   problem = ('does not exist' if not tf.io.gfile.exists(source) else
              'is neither an archive nor a checkpoint prefix')
   raise ValueError(f'source={source!r} {problem}; expected {_ACCEPTED}.')
-
-
-def resolve_cache_dir(cache_dir: str | None) -> str:
-  """Returns `cache_dir`, else `$TRAINER_CACHE_DIR`, else the default."""
-  chosen = cache_dir or os.environ.get(CACHE_DIR_ENV) or DEFAULT_CACHE_DIR
-  return os.path.abspath(os.path.expanduser(chosen))
 
 
 def _archive_suffix(name: str) -> str | None:
@@ -151,7 +144,7 @@ def _extract_archive(archive: str, cache_dir: str) -> str:
   """Extracts `archive` once into the cache and returns the directory."""
   name = os.path.basename(archive)
   stem = name[:-len(_archive_suffix(name))]
-  digest = _sha256(archive)[:_DIGEST_CHARS]
+  digest = files.sha256(archive)[:_DIGEST_CHARS]
   parent = os.path.join(cache_dir, 'extracted')
   target = os.path.join(parent, f'{stem}-{digest}')
   if os.path.isdir(target):
@@ -170,15 +163,6 @@ def _extract_archive(archive: str, cache_dir: str) -> str:
   finally:
     shutil.rmtree(staging, ignore_errors=True)
   return target
-
-
-def _sha256(path: str) -> str:
-  """Returns the hex SHA-256 of the file at `path`."""
-  digest = hashlib.sha256()
-  with open(path, 'rb') as f:
-    while chunk := f.read(_HASH_CHUNK_BYTES):
-      digest.update(chunk)
-  return digest.hexdigest()
 
 
 def _safe_extract(archive: str, destination: str) -> None:
@@ -242,12 +226,10 @@ def _download(url: str, downloads_dir: str,
     logging.info('Using cached %s for %s', target, url)
     return target
   os.makedirs(folder, exist_ok=True)
-  part_fd, part = tempfile.mkstemp(prefix=f'{name}.', suffix='.part',
-                                   dir=folder)
   try:
-    with os.fdopen(part_fd, 'wb') as out:
+    with files.replacing(target, suffix='.part') as part, open(part,
+                                                                'wb') as out:
       _stream(url, out, name, timeout_s)
-    os.replace(part, target)
   except urllib.error.HTTPError as e:
     raise CheckpointDownloadError(
         f'Could not download {url}: HTTP {e.code} {e.reason}.') from e
@@ -259,8 +241,6 @@ def _download(url: str, downloads_dir: str,
     raise CheckpointDownloadError(
         f'Could not download {url}: {type(e).__name__}: {e}.') from e
   finally:
-    if os.path.exists(part):
-      os.remove(part)
     if not os.path.exists(target):
       try:
         os.rmdir(folder)  # Only if empty: a concurrent download may be in it.

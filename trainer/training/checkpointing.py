@@ -38,7 +38,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from trainer.training import files
+from trainer import files
 from trainer.training import multi_worker
 
 # Exit status of a run stopped by SIGTERM after saving (EX_TEMPFAIL: "try

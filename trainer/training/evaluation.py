@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 import numpy as np
 import tensorflow as tf
 
-from trainer.training import files
+from trainer import files
 from trainer.training import multi_worker
 
 METRICS_NAME = 'metrics.json'
@@ -288,7 +288,7 @@ def write_eval_outputs(metrics: dict, eval_dir: str) -> bytes:
                     json.dumps(metrics, indent=2, allow_nan=False) + '\n', 'w')
   png = confusion_matrix_png(metrics['confusion_matrix'],
                              list(metrics['per_class_accuracy']))
-  files.write_atomically(os.path.join(eval_dir, CONFUSION_NAME), png, 'wb')
+  files.write_atomically(os.path.join(eval_dir, CONFUSION_NAME), png)
   logging.info('Wrote %s and %s to %s (top1 %s).', METRICS_NAME,
                CONFUSION_NAME, eval_dir, metrics.get('top1'))
   return png

@@ -17,11 +17,11 @@ from absl import logging
 import gin
 import tensorflow as tf
 
+from trainer import files
 from trainer.data import pipeline
 from trainer.data import prepare as prepare_lib
 from trainer.data import prepare_settings
 from trainer.data import schema
-from trainer.model import checkpoint_source
 
 
 # Seconds between looks at a synthetic dataset another process prepares,
@@ -49,7 +49,7 @@ def synthetic_data_dir(cache_dir: Optional[str] = None,
     `<cache_dir>/synthetic-<num_classes>`, prepared (a rerun reuses it; an
     interrupted preparation resumes).
   """
-  cache_dir = checkpoint_source.resolve_cache_dir(cache_dir)
+  cache_dir = files.cache_dir(cache_dir)
   data_dir = os.path.join(cache_dir, f'synthetic-{num_classes}')
   waiting_since = last_log = None
   while not tf.io.gfile.exists(os.path.join(data_dir, schema.MANIFEST_NAME)):

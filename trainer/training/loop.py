@@ -29,11 +29,11 @@ import gin
 import keras
 import tensorflow as tf
 
+from trainer import files
 from trainer.model.losses import SparseCrossentropy
 from trainer.training import checkpointing
 from trainer.training import evaluation
 from trainer.training import factories
-from trainer.training import files
 from trainer.training import inputs as inputs_lib
 from trainer.training import multi_worker
 from trainer.training import run_identity
@@ -99,14 +99,10 @@ def _save_keras(model: keras.Model, path: str) -> None:
     OSError: naming `path`, when the save fails (e.g. a full disk); the
       temporary file is removed and a previous file at `path` stays.
   """
-  temporary = os.path.join(os.path.dirname(path),
-                           f'.tmp-{uuid.uuid4().hex}.keras')
   try:
-    model.save(temporary)
-    tf.io.gfile.rename(temporary, path, overwrite=True)
+    with files.replacing(path, suffix='.keras') as temporary:
+      model.save(temporary)
   except (OSError, tf.errors.OpError) as error:
-    if tf.io.gfile.exists(temporary):
-      tf.io.gfile.remove(temporary)
     raise OSError(f'Could not save {path}: {files.reason(error)}. Free '
                   'space there (or fix the cause) and rerun the same command '
                   'to resume.') from error

@@ -13,7 +13,7 @@ from typing import Optional
 
 import tensorflow as tf
 
-from trainer.training import files
+from trainer import files
 
 RUN_FILE = 'run.json'
 
