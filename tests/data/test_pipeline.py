@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer.data import pipeline
 from tests.data import clips
+from trainer.data import pipeline
 from trainer.data import schema
 
 HEIGHT, WIDTH = 48, 64

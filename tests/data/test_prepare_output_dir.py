@@ -5,6 +5,7 @@ folder needs `--overwrite`, a run holding the lock refuses a second one, an
 `--output_dir` inside `--video_dir` is refused, and skipped folders are named.
 """
 
+import concurrent.futures
 import json
 import logging
 import os
@@ -12,6 +13,8 @@ import pathlib
 import shutil
 import socket
 import subprocess
+import threading
+import time
 
 import pytest
 
@@ -159,6 +162,36 @@ def test_second_run_is_refused_while_the_lock_is_held(videos, tmp_path):
     prepare_settings.release_lock(str(out), token)
   assert not (out / LOCK).exists()
   assert _prepare(videos, out) == manifest
+
+
+def test_prepare_once_waits_for_the_run_holding_the_lock(videos, tmp_path,
+                                                       caplog):
+  # What the workers of one machine do with the quickstart's data: one
+  # holds the lock and writes; another waits for it and prepares nothing.
+  out = tmp_path / 'out'
+  (out / STATE).mkdir(parents=True)
+  token = shard_worker.new_token()
+  prepare_settings.acquire_lock(str(out), token)  # a live run: this process
+
+  def the_other_run():  # writes `out` whole, then releases its lock
+    time.sleep(1.0)
+    staged = _prepare(videos, tmp_path / 'staged')
+    shutil.copytree(tmp_path / 'staged', out, dirs_exist_ok=True)
+    prepare_settings.release_lock(str(out), token)
+    return staged
+
+  with concurrent.futures.ThreadPoolExecutor(1) as pool:
+    other = pool.submit(the_other_run)
+    with caplog.at_level(logging.INFO):
+      prepare_lib.prepare_once(str(out), source='folder',
+                               video_dir=str(videos), splits='train:1,test:1',
+                               workers=1)
+    staged = other.result()
+  mine = [r.getMessage() for r in caplog.records
+          if r.threadName == threading.current_thread().name]
+  assert any('Waiting for another process to prepare it' in m for m in mine)
+  assert not any(m.startswith('prepared ') for m in mine)
+  assert json.loads((out / schema.MANIFEST_NAME).read_text()) == staged
 
 
 def test_run_that_ends_before_the_lock_is_taken_refuses_other_settings(

@@ -36,6 +36,7 @@ import json
 import multiprocessing
 import os
 import sys
+import time
 
 from absl import flags
 from absl import logging
@@ -54,6 +55,10 @@ from trainer.data import synthetic
 from trainer.data.prepare_settings import (PrepareError, SYNTHETIC_FPS,
                                            SYNTHETIC_FRAMES, SYNTHETIC_SIZE)
 from trainer.data.shard_worker import STATE_DIR
+
+# Seconds between looks at a folder another process prepares, and between
+# the log lines saying so (`prepare_once`).
+_WAIT_POLL_S, _WAIT_LOG_S = 0.5, 60
 
 
 # Every argument reaches `check_settings` through `locals()`.
@@ -113,6 +118,34 @@ def prepare(  # pylint: disable=unused-argument
       prepare_settings.release_lock(output_dir, token)
   _log_summary(manifest)
   return manifest
+
+
+def prepare_once(output_dir: str, **settings) -> None:
+  """Prepares `output_dir` unless it holds a manifest; see `prepare`.
+
+  Several processes may call it at once (the workers of a run on one
+  machine, or on machines sharing a folder): one prepares, holding the
+  folder's lock, and the others wait for it (looking every
+  `_WAIT_POLL_S`, saying so every `_WAIT_LOG_S`), then return.
+  """
+  waiting_since = last_log = None
+  while not os.path.exists(os.path.join(output_dir, schema.MANIFEST_NAME)):
+    if waiting_since is None:
+      logging.info('Preparing %s (once).', output_dir)
+    try:
+      prepare(output_dir, **settings)
+    except prepare_settings.PreparationBusy as busy:
+      now = time.monotonic()
+      if waiting_since is None:
+        waiting_since = last_log = now
+        logging.info('Waiting for another process to prepare it: %s', busy)
+      elif now - last_log >= _WAIT_LOG_S:
+        last_log = now
+        logging.info('Still waiting (%.0f s): %s', now - waiting_since, busy)
+      time.sleep(_WAIT_POLL_S)
+  if waiting_since is not None:
+    logging.info('%s is ready (waited %.0f s).', output_dir,
+                 time.monotonic() - waiting_since)
 
 
 def _prepare_locked(settings, plan, token, previous) -> dict:

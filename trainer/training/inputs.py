@@ -10,23 +10,14 @@ import dataclasses
 import hashlib
 import json
 import os
-import time
 from typing import Optional
 
-from absl import logging
 import gin
 import tensorflow as tf
 
 from trainer import files
 from trainer.data import pipeline
 from trainer.data import prepare as prepare_lib
-from trainer.data import prepare_settings
-from trainer.data import schema
-
-
-# Seconds between looks at a synthetic dataset another process prepares,
-# and between the log lines saying so.
-_WAIT_POLL_S, _WAIT_LOG_S = 0.5, 60
 
 
 @gin.configurable
@@ -34,11 +25,9 @@ def synthetic_data_dir(cache_dir: Optional[str] = None,
                        num_classes: int = 4) -> str:
   """Prepares the synthetic dataset once and returns its directory.
 
-  Several processes may ask at once (the workers of a run on one machine,
-  or on machines sharing the cache): one prepares, holding the folder's
-  lock, and the others wait for it, then read what it wrote. Workers with
-  caches of their own each prepare the same data (it is generated from a
-  fixed seed).
+  Several processes may ask at once (see `prepare.prepare_once`). Workers
+  with caches of their own each prepare the same data (it is generated from
+  a fixed seed).
 
   Args:
     cache_dir: where to keep it; `$TRAINER_CACHE_DIR` (default
@@ -49,28 +38,10 @@ def synthetic_data_dir(cache_dir: Optional[str] = None,
     `<cache_dir>/synthetic-<num_classes>`, prepared (a rerun reuses it; an
     interrupted preparation resumes).
   """
-  cache_dir = files.cache_dir(cache_dir)
-  data_dir = os.path.join(cache_dir, f'synthetic-{num_classes}')
-  waiting_since = last_log = None
-  while not tf.io.gfile.exists(os.path.join(data_dir, schema.MANIFEST_NAME)):
-    if waiting_since is None:
-      logging.info('Preparing the synthetic dataset into %s (once).',
-                   data_dir)
-    try:
-      prepare_lib.prepare(data_dir, source='synthetic',
-                          num_classes=num_classes, workers=1)
-    except prepare_settings.PreparationBusy as busy:
-      now = time.monotonic()
-      if waiting_since is None:
-        waiting_since = last_log = now
-        logging.info('Waiting for another process to prepare it: %s', busy)
-      elif now - last_log >= _WAIT_LOG_S:
-        last_log = now
-        logging.info('Still waiting (%.0f s): %s', now - waiting_since, busy)
-      time.sleep(_WAIT_POLL_S)
-  if waiting_since is not None:
-    logging.info('The synthetic dataset is ready (waited %.0f s).',
-                 time.monotonic() - waiting_since)
+  data_dir = os.path.join(files.cache_dir(cache_dir),
+                          f'synthetic-{num_classes}')
+  prepare_lib.prepare_once(data_dir, source='synthetic',
+                           num_classes=num_classes, workers=1)
   return data_dir
 
 
