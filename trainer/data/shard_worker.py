@@ -98,8 +98,8 @@ def _record_name(name):
 
 def _fetch_folder(job):
   """Folder, relative to output, where the job's UCF101 videos land."""
-  return files.temporary_name(os.path.join(STATE_DIR, f'fetch-{job["file"]}'),
-                        job['token'])
+  return files.temporary_name(
+      os.path.join(STATE_DIR, f'fetch-{job["file"]}'), job['token'])
 
 
 def finished_record(output_dir: str, name: str) -> dict | None:
