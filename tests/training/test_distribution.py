@@ -166,7 +166,7 @@ def two_workers(tmp_path_factory, env):
        '--local=2', f'--log_dir={logs}', '--', f'--model_dir={model_dir}',
        '--cluster_timeout=300']
       + [f'--gin_bindings={b}' for b in (
-          'run.epochs = 2', 'run.verbose = 2', 'build_inputs.batch_size = 16',
+          'run.epochs = 2', 'run.verbose = 2', 'build_inputs.batch_size = 32',
           'build_inputs.image_size = 32', 'build_inputs.num_frames = 4',
           'build_inputs.eval_batch_size = 9')],
       env=env, capture_output=True, text=True, timeout=900)
@@ -177,8 +177,8 @@ def two_workers(tmp_path_factory, env):
 
 def test_every_worker_takes_the_same_steps_on_three_shards(two_workers):
   _, outputs = two_workers
-  for output in outputs:  # 192 training clips, global batch 16: 12 steps
-    assert len(re.findall(r'^12/12 - .* val_accuracy', output, re.M)) == 2
+  for output in outputs:  # 192 training clips, global batch 32: 6 steps
+    assert len(re.findall(r'^6/6 - .* val_accuracy', output, re.M)) == 2
   # Without synchronized BatchNorm each worker keeps its own statistics.
   assert (_fingerprint(outputs[0], 'trainable weights')
           == _fingerprint(outputs[1], 'trainable weights'))
@@ -195,7 +195,7 @@ def test_only_the_chief_writes_model_dir(two_workers):
   model_dir, outputs = two_workers
   for name in ('run.json', 'operative_config.gin', 'best_model.keras',
                'final_model.keras', 'eval/metrics.json',
-               'checkpoints/ckpt-24.index'):
+               'checkpoints/ckpt-12.index'):
     assert (model_dir / name).is_file(), name
   metrics = json.loads((model_dir / 'eval/metrics.json').read_text())
   assert metrics['num_clips'] == 64  # each test clip once, not per worker

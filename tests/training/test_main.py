@@ -86,20 +86,6 @@ def test_train_and_eval_writes_every_output(reference):
   assert logits.shape == (1, 4)
 
 
-def test_eval_mode_evaluates_the_newest_checkpoint(reference, data_dir, env,
-                                                   tmp_path):
-  model_dir = tmp_path / 'run'
-  shutil.copytree(reference, model_dir)
-  before = json.loads((model_dir / 'eval/metrics.json').read_text())
-  os.remove(model_dir / 'eval/metrics.json')
-  checkpoints = runs.snapshot(model_dir / 'checkpoints')
-  result = runs.train(model_dir, runs.tiny_bindings(data_dir), '--mode=eval',
-                      env=env)
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert json.loads((model_dir / 'eval/metrics.json').read_text()) == before
-  assert runs.snapshot(model_dir / 'checkpoints') == checkpoints
-
-
 def _checkpoint_steps(model_dir):
   return [int(name[len('ckpt-'):-len('.index')])
           for name in os.listdir(model_dir / 'checkpoints')
@@ -152,18 +138,23 @@ def test_ctrl_c_then_sigkill_then_resume_ends_equal(reference, data_dir, env,
   assert difference <= TOLERANCE, f'seed {seed}, delay {delay:.2f} s'
 
 
-def test_a_rerun_of_a_finished_run_restores_a_missing_final_model(
+def test_a_rerun_of_a_finished_run_restores_the_final_model_and_evaluates(
     reference, data_dir, env, tmp_path):
-  # E.g. preempted after the last checkpoint but before the final save.
+  # E.g. preempted after the last checkpoint but before the final save and
+  # the evaluation: the rerun trains nothing, saves the final model from the
+  # newest checkpoint and evaluates it as the uninterrupted run did. (The
+  # same restore serves --mode=eval, run on ram:// in test_remote_paths.py.)
   model_dir = tmp_path / 'run'
   shutil.copytree(reference, model_dir)
   (model_dir / 'final_model.keras').unlink()
+  before = json.loads((model_dir / 'eval/metrics.json').read_text())
+  os.remove(model_dir / 'eval/metrics.json')
   checkpoints = runs.snapshot(model_dir / 'checkpoints')
-  result = runs.train(model_dir, runs.tiny_bindings(data_dir), '--mode=train',
-                      env=env)
+  result = runs.train(model_dir, runs.tiny_bindings(data_dir), env=env)
   assert result.returncode == 0, result.stderr[-3000:]
   assert 'is trained already' in result.stderr
   assert runs.snapshot(model_dir / 'checkpoints') == checkpoints
+  assert json.loads((model_dir / 'eval/metrics.json').read_text()) == before
   restored = keras.saving.load_model(model_dir / 'final_model.keras')
   original = keras.saving.load_model(reference / 'final_model.keras')
   for mine, theirs in zip(restored.weights, original.weights):
