@@ -128,9 +128,9 @@ def check_manifest(data_dir: str, manifest: dict[str, Any]) -> None:
         'their sizes are not checked.', path, unsized)
 
 
-def _split_shards(data_dir: str, split: str) -> list[dict[str, Any]]:
+def _split_shards(data_dir: str, manifest: dict[str, Any],
+                  split: str) -> list[dict[str, Any]]:
   """The manifest's shard entries of `split`, each with its full `path`."""
-  manifest = read_manifest(data_dir)
   splits = manifest['splits']
   if split not in splits:
     path = os.path.join(data_dir, schema.MANIFEST_NAME)
@@ -530,8 +530,9 @@ def build_dataset(data_dir: str,
                    shuffle_buffer, train_resize, eval_resize, min_crop_area)
   _check_resume_arguments(training, seed, epoch, skip_steps)
   global_batch_size = batch_size
-  shards = _split_shards(data_dir, split)
-  num_classes = len(read_manifest(data_dir)['labels'])
+  manifest = read_manifest(data_dir)
+  shards = _split_shards(data_dir, manifest, split)
+  num_classes = len(manifest['labels'])
   if drop_remainder is None:
     drop_remainder = training
   if input_context is not None:
