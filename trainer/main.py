@@ -1,7 +1,8 @@
-r"""movinet-train: flags -> gin -> `training.run`.
+r"""movinet-train: flags -> gin -> typed config -> cluster -> `training.run`.
 
 Flags set up the infrastructure only; everything about the experiment is a
-gin binding (see `gin/` and `trainer/training`). Without `--gin_file` the
+gin binding (see `gin/`), made into a typed `ExperimentConfig` here
+(`trainer.configure`) before anything else starts. Without `--gin_file` the
 quickstart runs: the synthetic dataset, prepared into the cache on first use.
 
 One device (CPU or one GPU):
@@ -41,7 +42,6 @@ import logging as std_logging
 import os
 import re
 import sys
-from typing import Optional
 
 # Before TensorFlow loads: its C++ INFO lines would drown the progress bar.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
@@ -54,6 +54,8 @@ import gin
 import tensorflow as tf
 
 from trainer import command_line
+from trainer import configure
+from trainer import settings
 from trainer import training
 # pylint: enable=wrong-import-position
 
@@ -145,59 +147,21 @@ def _hint(error: BaseException) -> str:
   return ''
 
 
-# How a collective op reports a worker that died or cannot be reached.
-_LOST_WORKER = (tf.errors.UnavailableError, tf.errors.AbortedError,
-                tf.errors.CancelledError, tf.errors.DeadlineExceededError)
-
-
-def _unhealthy_tasks(error: tf.errors.OpError) -> str:
-  """The tasks TensorFlow names as unhealthy, else its first line."""
-  tasks = [line.strip() for line in str(error).splitlines()
-           if line.strip().startswith('/job:')]
-  if tasks:
-    return ', '.join(tasks) + ' stopped sending heartbeats'
-  return one_line(error).split(' [Op:')[0][:300]
-
-
-def _collective_cause(error: tf.errors.OpError) -> str:
-  """The first line of a failed collective op's cause, without the op."""
-  cause = str(error).rsplit('Collective ops is aborted by:', maxsplit=1)[-1]
-  cause = re.sub(r'\{\{function_node [^}]*\}\}', '', cause).strip()
-  return cause.splitlines()[0].split(' [Op:')[0][:300] if cause else (
-      type(error).__name__)
-
-
-def cluster_failure(error: BaseException) -> Optional[str]:
-  """What a multi-worker run tells the user when `error` ends it, if it is
-  about the cluster: another worker was lost, or a collective op failed
-  because the workers are not doing the same step (e.g. started with other
-  settings or data). None for any other error."""
-  if isinstance(error, _LOST_WORKER):
-    return ('lost contact with another worker '
-            f'({_unhealthy_tasks(error)}); restart every worker with the same '
-            'command to resume from the newest checkpoint')
-  if isinstance(error, tf.errors.OpError) and 'collective' in str(
-      error).lower():
-    return ('the workers fell out of step at a collective op ('
-            f'{_collective_cause(error)}); start every worker with the same '
-            'command, gin files, data and version, then rerun them all to '
-            'resume from the newest checkpoint')
-  return None
-
-
 def main(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
   logging.get_absl_handler().addFilter(_HideTensorFlowInfo())
+  cluster = None
   try:
     tf.get_logger().setLevel('WARNING')
-    gin.add_config_file_search_path(GIN_DIR)
     gin_files = [resolve_gin_file(f)
                  for f in FLAGS.gin_file or [DEFAULT_GIN_FILE]]
-    gin.parse_config_files_and_bindings(gin_files, FLAGS.gin_bindings)
-    strategy = training.build_strategy(FLAGS.strategy, FLAGS.tpu,
+    config = configure.experiment_config(gin_files, FLAGS.gin_bindings,
+                                         search_paths=[GIN_DIR])
+    cluster = training.Cluster.connect(FLAGS.strategy, FLAGS.tpu,
                                        FLAGS.cluster_timeout)
-    training.run(FLAGS.model_dir, FLAGS.mode, strategy)
+    training.run(config, cluster, FLAGS.model_dir, FLAGS.mode,
+                 config_text=configure.operative_config())
   except training.Preempted as preempted:
     logging.warning('%s', preempted)
     sys.exit(preempted.exit_status)
@@ -206,11 +170,12 @@ def main(argv) -> None:
         error):
       raise  # not a configuration problem: keep the traceback
     logging.debug('Details:', exc_info=True)
-    cluster_error = (cluster_failure(error)
-                     if FLAGS.strategy == 'multi_worker' else None)
+    cluster_error = cluster.failure(error) if cluster else None
     if cluster_error:
       sys.stderr.write(f'movinet-train: error: {cluster_error}\n')
       sys.exit(training.EXIT_CLUSTER_FAILURE)
+    if isinstance(error, settings.SettingError):
+      error = configure.setting_error(error)
     sys.stderr.write(f'movinet-train: error: {one_line(error).rstrip(".")}'
                      f'{_hint(error)}'
                      ' (--verbosity=1 shows where)\n')

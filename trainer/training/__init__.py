@@ -1,19 +1,24 @@
-"""Training: strategy, inputs, model and optimizer, fit, checkpoints, eval.
+"""Training: typed config, cluster, inputs, model, fit, checkpoints, eval.
 
-`run` is the root of a run; importing this package registers the gin
-configurables (`run`, `build_inputs`, `synthetic_data_dir`, `build_model`,
-`build_optimizer`).
+`run(config, cluster, model_dir)` is the root of a run; nothing here reads
+gin (`trainer.configure` makes the config from gin files).
 """
 
-from trainer.training.checkpointing import EXIT_PREEMPTED
-from trainer.training.checkpointing import Preempted
+from trainer.training.cluster import Cluster
+from trainer.training.cluster import EXIT_CLUSTER_FAILURE
+from trainer.training.config import ExperimentConfig
+from trainer.training.config import InputsConfig
+from trainer.training.config import ModelConfig
+from trainer.training.config import OptimizerConfig
+from trainer.training.config import RunConfig
 from trainer.training.loop import run
-from trainer.training.multi_worker import EXIT_CLUSTER_FAILURE
+from trainer.training.preemption import EXIT_PREEMPTED
+from trainer.training.preemption import Preempted
 from trainer.training.strategies import DEFAULT_CLUSTER_TIMEOUT
-from trainer.training.strategies import build_strategy
 from trainer.training.strategies import STRATEGIES
 from trainer.training.strategies import StrategyError
 
-__all__ = ['DEFAULT_CLUSTER_TIMEOUT', 'EXIT_CLUSTER_FAILURE', 'EXIT_PREEMPTED',
-           'Preempted', 'run', 'build_strategy', 'STRATEGIES',
-           'StrategyError']
+__all__ = ['Cluster', 'DEFAULT_CLUSTER_TIMEOUT', 'EXIT_CLUSTER_FAILURE',
+           'EXIT_PREEMPTED', 'ExperimentConfig', 'InputsConfig',
+           'ModelConfig', 'OptimizerConfig', 'Preempted', 'RunConfig',
+           'STRATEGIES', 'StrategyError', 'run']

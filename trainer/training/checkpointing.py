@@ -30,7 +30,6 @@ import json
 import math
 import os
 import re
-import signal
 from typing import Optional
 
 from absl import logging
@@ -39,15 +38,7 @@ import numpy as np
 import tensorflow as tf
 
 from trainer import files
-from trainer.training import multi_worker
-
-# Exit status of a run stopped by SIGTERM after saving (EX_TEMPFAIL: "try
-# again"); rerunning the same command resumes.
-EXIT_PREEMPTED = 75
-# Exit status of a run stopped by Ctrl-C (SIGINT) after saving, as shells
-# report a process ended by SIGINT: 128 + 2.
-EXIT_INTERRUPTED = 130
-_EXIT_STATUS = {'SIGTERM': EXIT_PREEMPTED, 'SIGINT': EXIT_INTERRUPTED}
+from trainer.training import run_identity
 
 CHECKPOINT_DIR = 'checkpoints'
 _PROGRESS_KEYS = ('epoch', 'step_in_epoch', 'best_accuracy')
@@ -75,55 +66,6 @@ class Progress:
   @property
   def global_step(self) -> int:
     return self.epoch * self.steps_per_epoch + self.step_in_epoch
-
-
-class Preempted(Exception):
-  """SIGTERM or SIGINT arrived; a checkpoint was saved and the run stopped.
-
-  Attributes:
-    exit_status: EXIT_PREEMPTED after SIGTERM, EXIT_INTERRUPTED after SIGINT.
-  """
-
-  def __init__(self, message: str, exit_status: int = EXIT_PREEMPTED):
-    super().__init__(message)
-    self.exit_status = exit_status
-
-
-class PreemptionWatcher:
-  """Turns SIGTERM and a first SIGINT (Ctrl-C) into a flag checked between
-  steps, while active. A second SIGINT stops at once (KeyboardInterrupt)."""
-
-  def __init__(self):
-    self.requested = False
-    self.signal_name = None  # of the first signal
-    self._previous = {}
-
-  def _handle(self, signum, frame):
-    """Sets the flag; a second SIGINT raises KeyboardInterrupt."""
-    del frame
-    name = signal.Signals(signum).name
-    if self.requested and name == 'SIGINT':
-      raise KeyboardInterrupt  # the second Ctrl-C
-    if not self.requested:
-      self.signal_name = name
-      logging.warning(
-          '%s: saving a checkpoint after this step, then stopping (exit '
-          'status %d)%s.', name, _EXIT_STATUS[name],
-          '; Ctrl-C again stops at once' if name == 'SIGINT' else '')
-    self.requested = True
-
-  @property
-  def exit_status(self) -> int:
-    return _EXIT_STATUS[self.signal_name or 'SIGTERM']
-
-  def __enter__(self):
-    for signum in (signal.SIGTERM, signal.SIGINT):
-      self._previous[signum] = signal.signal(signum, self._handle)
-    return self
-
-  def __exit__(self, *exc_info):
-    for signum, handler in self._previous.items():
-      signal.signal(signum, handler)
 
 
 def _reader(prefix: str):
@@ -177,7 +119,7 @@ def _newest_readable(directory: str) -> tuple[Optional[str], list[str]]:
   return None, problems
 
 
-def read_identity(model_dir: str) -> Optional[dict]:
+def read_identity(model_dir: str) -> Optional[run_identity.RunIdentity]:
   """The run identity in the newest readable checkpoint of `model_dir`
   (None if there is no checkpoint, or it predates identities)."""
   latest, _ = _newest_readable(os.path.join(model_dir, CHECKPOINT_DIR))
@@ -186,7 +128,8 @@ def read_identity(model_dir: str) -> Optional[dict]:
   reader = _reader(latest)
   if not reader.has_tensor(_IDENTITY_KEY):
     return None
-  return json.loads(reader.get_tensor(_IDENTITY_KEY))
+  return run_identity.RunIdentity.from_json(
+      json.loads(reader.get_tensor(_IDENTITY_KEY)))
 
 
 def _by_path(variables) -> dict[str, tf.Variable]:
@@ -215,7 +158,7 @@ class TrainingCheckpoint:
 
   def __init__(self, model_dir: str, keep: int = 3,
                write_dir: Optional[str] = None,
-               identity: Optional[dict] = None):
+               identity: Optional[run_identity.RunIdentity] = None):
     if keep < 1:
       raise ValueError(f'run.keep_checkpoints={keep} must be at least 1.')
     self.directory = os.path.join(model_dir, CHECKPOINT_DIR)
@@ -310,7 +253,8 @@ class TrainingCheckpoint:
       if self.identity is not None and (
           not latest or _reader(latest).has_tensor(_IDENTITY_KEY)):
         objects['run'] = tf.train.Checkpoint(identity=tf.Variable(
-            json.dumps(self.identity, sort_keys=True), trainable=False))
+            json.dumps(self.identity.to_json(), sort_keys=True),
+            trainable=False))
     checkpoint = tf.train.Checkpoint(**objects)
     # Nothing deleted by the manager: `save` rotates once it has read the
     # new checkpoint back.
@@ -408,86 +352,3 @@ def _remove(path: str) -> None:
     tf.io.gfile.rmtree(path)
   else:
     tf.io.gfile.remove(path)
-
-
-class CheckpointCallback(keras.callbacks.Callback):
-  """Counts steps into `progress`, saves checkpoints, and stops on SIGTERM.
-
-  Order among the callbacks: before any that reads `progress` at a batch's
-  end (summaries), after any that updates `progress.best_accuracy` at an
-  epoch's end (so the epoch's checkpoint records it).
-  """
-
-  def __init__(self, checkpoint: TrainingCheckpoint, progress: Progress,
-               every_steps: int, watcher: PreemptionWatcher,
-               total_steps: int):
-    super().__init__()
-    self.checkpoint = checkpoint
-    self.progress = progress
-    self.every_steps = every_steps
-    self.watcher = watcher
-    self.total_steps = total_steps
-    self._attached = False
-    self._metric_values = []
-
-  def on_train_begin(self, logs=None):
-    if self._attached:
-      return
-    self.checkpoint.attach(self.model)
-    self._attached = True
-    if self.checkpoint.latest():
-      self._metric_values = self.checkpoint.restore()
-
-  def on_epoch_begin(self, epoch, logs=None):
-    # A resumed epoch continues its running metrics where they were saved.
-    if self._metric_values and self.progress.step_in_epoch:
-      for variable, value in zip(self.checkpoint.metric_variables,
-                                 self._metric_values):
-        variable.assign(value)
-    self._metric_values = []
-
-  def on_train_batch_end(self, batch, logs=None):
-    self.progress.step_in_epoch += 1
-    ends_epoch = (self.progress.step_in_epoch >= self.progress.steps_per_epoch
-                  or self.progress.global_step >= self.total_steps)
-    if self._preempted():
-      self._stop()
-    elif self.progress.global_step % self.every_steps == 0 and not ends_epoch:
-      # (An epoch's last step is saved at the epoch's end, after validation,
-      # under the same number: saving twice would rewrite a live checkpoint.)
-      self.checkpoint.save(self.progress)
-
-  def on_test_begin(self, logs=None):
-    self._stop_evaluating_if_preempted()
-
-  def on_test_batch_end(self, batch, logs=None):
-    self._stop_evaluating_if_preempted()
-
-  def _stop_evaluating_if_preempted(self):
-    # Validation can outlast a preemption notice; what it would find is
-    # thrown away anyway (the epoch is not finished or is saved already).
-    if self._preempted():
-      self.model.stop_evaluating = True
-
-  def on_epoch_end(self, epoch, logs=None):
-    if self.model.stop_training:
-      return
-    if self.progress.step_in_epoch >= self.progress.steps_per_epoch:
-      self.progress.epoch += 1
-      self.progress.step_in_epoch = 0
-    # else `run.train_steps` ended the run inside this epoch.
-    self.checkpoint.save(self.progress)
-    if self._preempted():
-      self._stop()
-
-  def _preempted(self) -> bool:
-    # Under multi-worker training all workers stop at the same step, even
-    # though SIGTERM may reach only one of them.
-    return multi_worker.any_worker(self.model.distribute_strategy,
-                                   self.watcher.requested)
-
-  def _stop(self):
-    if self.checkpoint.last_saved_step != self.progress.global_step:
-      self.checkpoint.save(self.progress)
-    self.progress.preempted = True
-    self.model.stop_training = True

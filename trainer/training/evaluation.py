@@ -8,9 +8,11 @@ confusion matrix and `write_eval_outputs` stores both atomically (local or
 `gs://`).
 """
 
+import dataclasses
 import io
 import json
 import os
+from typing import Optional
 
 from absl import logging
 import keras
@@ -20,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from trainer import files
-from trainer.training import multi_worker
+from trainer.training.cluster import Cluster
 
 METRICS_NAME = 'metrics.json'
 CONFUSION_NAME = 'confusion_matrix.png'
@@ -61,8 +63,7 @@ def _check_element_spec(dataset: tf.data.Dataset, eval_clips: int) -> None:
   if not isinstance(spec, tuple) or len(spec) != 2:
     raise ValueError(
         f'dataset must yield (video, label) pairs; its element_spec is {spec}. '
-        'Pass the dataset built by `pipeline.build_dataset(..., '
-        "split='test')`.")
+        'Pass the dataset built by `pipeline.eval_dataset`.')
   rank = 6 if eval_clips > 1 else 5
   video_rank = spec[0].shape.rank
   if video_rank is not None and video_rank != rank:
@@ -79,7 +80,8 @@ def _check_element_spec(dataset: tf.data.Dataset, eval_clips: int) -> None:
         f'video (shape {spec[0].shape}). Use the same eval_clips for both.')
 
 
-def predict_clips(model, dataset, *, eval_clips: int = 1
+def predict_clips(model, dataset, *, eval_clips: int = 1,
+                  cluster: Optional[Cluster] = None
                   ) -> tuple[np.ndarray, np.ndarray]:
   """Runs `model` over a finite eval dataset and returns its probabilities.
 
@@ -96,6 +98,8 @@ def predict_clips(model, dataset, *, eval_clips: int = 1
     eval_clips: clips per video. With more than one, the clips are folded
       into the batch for the model and the softmax probabilities averaged over
       each video's clips.
+    cluster: the run's cluster; by default the strategy the model was built
+      under, on this machine.
 
   Returns:
     `(probabilities, labels)`: float32 `(num_videos, num_classes)` and int32
@@ -112,7 +116,7 @@ def predict_clips(model, dataset, *, eval_clips: int = 1
   with model.distribute_strategy.scope():
     wrapper = _ProbabilitiesAndLabels(model, eval_clips,
                                       name='probabilities_and_labels')
-  multi_worker.use_keras_fit(wrapper)
+  (cluster or Cluster(model.distribute_strategy)).prepare_model(wrapper)
   # ((video, label),): Keras takes the single element as x and no y.
   outputs = wrapper.predict(
       dataset.map(lambda video, label: ((video, label),)), verbose=0)
@@ -154,7 +158,39 @@ def _check_metric_inputs(probabilities, labels, label_names):
   return probabilities, labels
 
 
-def compute_metrics(probabilities, labels, label_names: list[str]) -> dict:
+@dataclasses.dataclass(frozen=True)
+class EvalMetrics:
+  """How well a model classified the clips of a split.
+
+  Attributes:
+    top1: fraction of clips whose most probable class is theirs.
+    top5: top-k accuracy with `k = min(5, num_classes)`.
+    mean_class_accuracy: mean of per-class accuracy over the classes that
+      have at least one clip.
+    num_clips: clips evaluated.
+    per_class_accuracy: `{name: accuracy}` in label order, None for a class
+      without clips.
+    confusion_matrix: rows are true labels, columns predictions, in label
+      order.
+  """
+  top1: float
+  top5: float
+  mean_class_accuracy: float
+  num_clips: int
+  per_class_accuracy: dict[str, Optional[float]]
+  confusion_matrix: list[list[int]]
+
+  @property
+  def label_names(self) -> list[str]:
+    return list(self.per_class_accuracy)
+
+  def to_json(self) -> str:
+    return json.dumps(dataclasses.asdict(self), indent=2,
+                      allow_nan=False) + '\n'
+
+
+def compute_metrics(probabilities, labels, label_names: list[str]
+                    ) -> EvalMetrics:
   """Accuracy metrics and confusion matrix of clip predictions.
 
   Ties: classes are ranked by descending probability and equal probabilities
@@ -168,12 +204,7 @@ def compute_metrics(probabilities, labels, label_names: list[str]) -> dict:
     label_names: `num_classes` unique names, in label-index order.
 
   Returns:
-    A JSON-ready dict: `top1`, `top5` (top-k with `k = min(5, num_classes)`),
-    `mean_class_accuracy` (mean of per-class accuracy over classes that have
-    at least one clip), `num_clips`, `per_class_accuracy` (`{name: accuracy}`,
-    `None` for a class without clips) and `confusion_matrix` (list of lists
-    of int; rows are true labels, columns predictions, in `label_names`
-    order).
+    The metrics (see `EvalMetrics`).
 
   Raises:
     ValueError: shapes disagree, labels are out of range or not integers,
@@ -194,14 +225,13 @@ def compute_metrics(probabilities, labels, label_names: list[str]) -> dict:
              if clips_per_class[i] else None)
       for i, name in enumerate(label_names)}
   present = [acc for acc in per_class.values() if acc is not None]
-  return {
-      'top1': float(np.mean(top1_hits)),
-      'top5': float(np.mean(topk_hits)),
-      'mean_class_accuracy': float(np.mean(present)),
-      'num_clips': int(labels.shape[0]),
-      'per_class_accuracy': per_class,
-      'confusion_matrix': confusion.tolist(),
-  }
+  return EvalMetrics(
+      top1=float(np.mean(top1_hits)),
+      top5=float(np.mean(topk_hits)),
+      mean_class_accuracy=float(np.mean(present)),
+      num_clips=int(labels.shape[0]),
+      per_class_accuracy=per_class,
+      confusion_matrix=confusion.tolist())
 
 
 def confusion_matrix_png(confusion, label_names: list[str],
@@ -260,35 +290,18 @@ def confusion_matrix_png(confusion, label_names: list[str],
   return buffer.getvalue()
 
 
-def write_eval_outputs(metrics: dict, eval_dir: str) -> bytes:
-  """Writes `metrics.json` and `confusion_matrix.png` to `eval_dir`.
-
-  Each file is written to a temp file in `eval_dir` and renamed into place,
-  so a reader never sees a partial file. `eval_dir` may be local or `gs://`
-  and is created if missing.
-
-  Args:
-    metrics: the dict of `compute_metrics` (the class names are the keys of
-      its `per_class_accuracy`, in label order).
-    eval_dir: output directory.
+def write_eval_outputs(metrics: EvalMetrics, eval_dir: str) -> bytes:
+  """Writes `metrics.json` and `confusion_matrix.png` to `eval_dir`
+  (local or `gs://`, created if missing), each atomically.
 
   Returns:
     The PNG bytes written (for TensorBoard).
-
-  Raises:
-    ValueError: `metrics` lacks `confusion_matrix` or `per_class_accuracy`.
   """
-  missing = {'confusion_matrix', 'per_class_accuracy'} - set(metrics)
-  if missing:
-    raise ValueError(f'metrics lacks {sorted(missing)}; pass the dict '
-                     'returned by `compute_metrics`.')
   tf.io.gfile.makedirs(eval_dir)
-  metrics_path = os.path.join(eval_dir, METRICS_NAME)
-  files.write_atomically(metrics_path,
-                    json.dumps(metrics, indent=2, allow_nan=False) + '\n', 'w')
-  png = confusion_matrix_png(metrics['confusion_matrix'],
-                             list(metrics['per_class_accuracy']))
+  files.write_atomically(os.path.join(eval_dir, METRICS_NAME),
+                         metrics.to_json())
+  png = confusion_matrix_png(metrics.confusion_matrix, metrics.label_names)
   files.write_atomically(os.path.join(eval_dir, CONFUSION_NAME), png)
   logging.info('Wrote %s and %s to %s (top1 %s).', METRICS_NAME,
-               CONFUSION_NAME, eval_dir, metrics.get('top1'))
+               CONFUSION_NAME, eval_dir, metrics.top1)
   return png

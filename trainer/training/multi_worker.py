@@ -15,7 +15,7 @@ of every worker's replicas, so all workers hold identical weights.
   are dealt out among the workers.
 - Joining the cluster waits at most `--cluster_timeout` seconds; a worker that
   dies later is noticed by the others within TensorFlow's heartbeat timeout
-  (about 10 s) and they stop with `EXIT_CLUSTER_FAILURE`. Restarting all
+  (about 10 s) and they stop with `cluster.EXIT_CLUSTER_FAILURE`. Restarting all
   workers with the same command resumes from the newest checkpoint.
 
 Keras 3's `fit`, `evaluate` and `predict` do not run under this strategy as
@@ -38,7 +38,6 @@ nothing in Keras is patched globally.
 
 import contextlib
 import functools
-import hashlib
 import json
 import os
 import shutil
@@ -50,12 +49,7 @@ from typing import Optional
 
 from absl import logging
 import keras
-import numpy as np
 import tensorflow as tf
-
-# Exit status when another worker died or cannot be reached (EX_UNAVAILABLE):
-# restart every worker with the same command to resume.
-EXIT_CLUSTER_FAILURE = 69
 
 TASK_TYPES = ('chief', 'worker')
 TF_CONFIG_EXAMPLE = ('{"cluster": {"worker": ["host1:2222", "host2:2222"]}, '
@@ -270,21 +264,6 @@ def any_worker(strategy: tf.distribute.Strategy, flag: bool) -> bool:
     return flag
   return bool(int(_replica_sum(strategy)(tf.constant(int(flag), tf.int64),
                                          False)))
-
-
-def weights_fingerprint(model: keras.Model, trainable_only: bool = False
-                        ) -> str:
-  """A hash of this worker's copy of the weights.
-
-  The trainable weights are equal on all workers. BatchNorm's moving
-  statistics are too with synchronized BatchNorm; without it each worker
-  keeps its own.
-  """
-  digest = hashlib.sha256()
-  for weight in model.trainable_weights if trainable_only else model.weights:
-    digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(
-        weight.value)).tobytes())
-  return digest.hexdigest()[:16]
 
 
 def _build_from_local_batch(self, iterator=None, data_batch=None):

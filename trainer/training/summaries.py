@@ -16,7 +16,8 @@ import numpy as np
 from tensorboard.plugins.hparams import api as hparams_api
 import tensorflow as tf
 
-from trainer.training.checkpointing import Progress
+from trainer.training import evaluation
+
 
 TRAIN, VALIDATION, EVAL = 'train', 'validation', 'eval'
 
@@ -29,34 +30,32 @@ def learning_rate(optimizer) -> float:
   return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
 
 
-class SummaryCallback(keras.callbacks.Callback):
-  """Writes training and validation scalars; see the module docstring."""
+class Summaries:
+  """The training and validation scalars of a run; see the module docstring.
 
-  def __init__(self, model_dir: str, progress: Progress, every_steps: int):
-    super().__init__()
-    if every_steps < 1:
-      raise ValueError(f'run.summary_every_steps={every_steps} must be at '
-                       'least 1.')
-    self.progress = progress
+  The run's callback (`callback.RunCallback`) calls `training_step` after
+  each step and `epoch` after each finished epoch, with the global step.
+  """
+
+  def __init__(self, model_dir: str, every_steps: int):
     self.every_steps = every_steps
     self.train_writer = writer(model_dir, TRAIN)
     self.validation_writer = writer(model_dir, VALIDATION)
 
-  def on_train_batch_end(self, batch, logs=None):
-    step = self.progress.global_step
+  def training_step(self, step: int, logs: dict[str, float],
+                    optimizer) -> None:
+    """The step's running metrics and learning rate, every `every_steps`."""
     if step % self.every_steps:
       return
     with self.train_writer.as_default(step=step):
-      for name, value in (logs or {}).items():
+      for name, value in logs.items():
         tf.summary.scalar(name, value)
-      tf.summary.scalar('learning_rate', learning_rate(self.model.optimizer))
+      tf.summary.scalar('learning_rate', learning_rate(optimizer))
 
-  def on_epoch_end(self, epoch, logs=None):
-    if self.model.stop_training:  # preempted inside the epoch
-      return
-    step = self.progress.global_step
-    train = {k: v for k, v in (logs or {}).items() if not k.startswith('val_')}
-    validation = {k[len('val_'):]: v for k, v in (logs or {}).items()
+  def epoch(self, step: int, logs: dict[str, float]) -> None:
+    """The epoch's metrics (`epoch_<name>`), training and validation."""
+    train = {k: v for k, v in logs.items() if not k.startswith('val_')}
+    validation = {k[len('val_'):]: v for k, v in logs.items()
                   if k.startswith('val_')}
     for summary_writer, values in ((self.train_writer, train),
                                    (self.validation_writer, validation)):
@@ -65,7 +64,7 @@ class SummaryCallback(keras.callbacks.Callback):
           tf.summary.scalar(f'epoch_{name}', value)
       summary_writer.flush()
 
-  def on_train_end(self, logs=None):
+  def flush(self) -> None:
     self.train_writer.flush()
     self.validation_writer.flush()
 
@@ -82,14 +81,14 @@ def write_config(model_dir: str, config_text: str, hparams: dict,
   train_writer.close()
 
 
-def write_eval(model_dir: str, metrics: dict, confusion_png: bytes,
-               step: int) -> None:
+def write_eval(model_dir: str, metrics: evaluation.EvalMetrics,
+               confusion_png: bytes, step: int) -> None:
   """The evaluation's scalars and confusion matrix image."""
   eval_writer = writer(model_dir, EVAL)
   with eval_writer.as_default(step=step):
     for name in ('top1', 'top5', 'mean_class_accuracy'):
-      tf.summary.scalar(name, metrics[name])
-    for label, accuracy in metrics['per_class_accuracy'].items():
+      tf.summary.scalar(name, getattr(metrics, name))
+    for label, accuracy in metrics.per_class_accuracy.items():
       if accuracy is not None:
         tf.summary.scalar(f'per_class/{label}', accuracy)
     image = tf.io.decode_png(confusion_png, channels=3)
