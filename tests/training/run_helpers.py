@@ -1,4 +1,5 @@
-"""Runs `movinet-train` in a subprocess on tiny synthetic data."""
+"""Runs `movinet-train` in a subprocess on tiny synthetic data; builds the
+run's callback for in-process tests."""
 
 import hashlib
 import os
@@ -9,11 +10,29 @@ import numpy as np
 import tensorflow as tf
 
 from trainer.data.prepare import prepare
+from trainer.training import callback
+from trainer.training import preemption
+from trainer.training import summaries
+from trainer.training.cluster import Cluster
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 STEPS_PER_EPOCH = 8  # 32 training clips, batch 4
 EPOCHS = 2
+
+
+def run_callback(model_dir, checkpoint, progress, *, total_steps,
+                 checkpoint_every_steps=100, summary_every_steps=100,
+                 watcher=None) -> callback.RunCallback:
+  """The run's callback as `Trainer.train` makes it, on this process's CPU."""
+  return callback.RunCallback(
+      checkpoint, progress,
+      summaries=summaries.Summaries(str(model_dir), summary_every_steps),
+      watcher=watcher or preemption.PreemptionWatcher(),
+      cluster=Cluster(tf.distribute.OneDeviceStrategy('/cpu:0')),
+      schedule=callback.Schedule(total_steps, checkpoint_every_steps,
+                                 preemption_poll_steps=10),
+      best_model_path=os.path.join(model_dir, 'best_model.keras'))
 
 
 def prepare_tiny(output_dir, **kwargs) -> str:

@@ -69,6 +69,18 @@ _BAD_BINDINGS = {
                         ["Cannot reach the TPU --tpu='no-such-tpu-xyz'"]),
     'missing_gin_file': ([], ['--gin_file=no_such.gin'],
                          ["--gin_file='no_such.gin'"]),
+    # A wrong type, or a value that only looks like another problem.
+    'batch_size_text': (["build_inputs.batch_size = 'four'"], [],
+                        ["build_inputs.batch_size='four' must be an int"]),
+    'batch_size_fraction': (['build_inputs.batch_size = 4.5'], [],
+                            ['build_inputs.batch_size=4.5 must be an int']),
+    'epochs_text': (["run.epochs = '1'"], [],
+                    ["run.epochs='1' must be an int"]),
+    # Refused up front, not out of memory minutes later.
+    'clips_beyond_memory': (['build_inputs.num_frames = 100000',
+                             'build_inputs.image_size = 172'], [],
+                            ['build_inputs.num_frames=100000',
+                             '100000 frames', 'GiB of memory']),
 }
 # What differs from the trained run -> what the error names.
 _OTHER_SETTINGS = {

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from trainer import files
 from trainer.training import checkpointing
-from trainer.training import loop
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ def _big_model() -> keras.Model:
 def test_a_keras_save_names_the_path_and_leaves_nothing(small_disk):
   path = str(small_disk / 'final_model.keras')
   with pytest.raises(OSError, match=f'Could not save {path}: .*Free space'):
-    loop._save_keras(_big_model(), path)
+    files.save_model(_big_model(), path)
   assert not os.listdir(small_disk)
 
 

@@ -35,7 +35,7 @@ from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.util import tensor_util
 
 from tests.training import run_helpers as runs
-from trainer import main
+from trainer.training import cluster
 from trainer.training import multi_worker
 from trainer.training.checkpointing import EXIT_PREEMPTED
 
@@ -239,7 +239,7 @@ def test_two_workers_killed_preempted_and_resumed_match_one_process(
   workers[0].wait(timeout=LOST_WORKER_BOUND)
   stopped_after = time.monotonic() - started
   codes, outputs = _finish(workers)
-  assert codes == [multi_worker.EXIT_CLUSTER_FAILURE, -signal.SIGKILL], (
+  assert codes == [cluster.EXIT_CLUSTER_FAILURE, -signal.SIGKILL], (
       outputs[0][-3000:])
   assert 'movinet-train: error: lost contact with another worker' in (
       outputs[0]), outputs[0][-3000:]
@@ -331,16 +331,16 @@ def test_a_collective_out_of_step_is_one_line():
       '/tensorflow.CollectiveService/...\nThe error could be from a '
       'previous operation. Restart your program to reset. '
       '[Op:CollectiveReduceV2] name: '))
-  assert main.cluster_failure(error) == (
+  assert cluster.cluster_failure(error) == (
       'the workers fell out of step at a collective op (Collective instance '
       '1073 expected type 0 and data_type 9 but got type 0 and data_type 1); '
       'start every worker with the same command, gin files, data and '
       'version, then rerun them all to resume from the newest checkpoint')
-  lost = main.cluster_failure(tf.errors.UnavailableError(
+  lost = cluster.cluster_failure(tf.errors.UnavailableError(
       None, None, 'Task unhealthy:\n/job:worker/replica:0/task:1\n'))
   assert lost.startswith('lost contact with another worker '
                          '(/job:worker/replica:0/task:1 stopped sending')
-  assert main.cluster_failure(tf.errors.InvalidArgumentError(
+  assert cluster.cluster_failure(tf.errors.InvalidArgumentError(
       None, None, 'Shard x does not hold the 64 records')) is None
 
 

@@ -1,5 +1,6 @@
 """Evaluation turns model outputs into the right metrics and files."""
 
+import dataclasses
 import json
 import os
 
@@ -66,21 +67,21 @@ FOUR_NAMES = ['w', 'x', 'y', 'z']
 
 def test_compute_metrics_by_hand():
   metrics = evaluation.compute_metrics(PROBABILITIES, LABELS, FOUR_NAMES)
-  assert metrics['top1'] == pytest.approx(1 / 5)
+  assert metrics.top1 == pytest.approx(1 / 5)
   # k = min(5, 4) = 4: every label is in the top 4.
-  assert metrics['top5'] == pytest.approx(1.0)
-  assert metrics['num_clips'] == 5
-  assert metrics['per_class_accuracy'] == {'w': 0.5, 'x': 0.0, 'y': 0.0,
+  assert metrics.top5 == pytest.approx(1.0)
+  assert metrics.num_clips == 5
+  assert metrics.per_class_accuracy == {'w': 0.5, 'x': 0.0, 'y': 0.0,
                                            'z': None}
-  assert metrics['mean_class_accuracy'] == pytest.approx((0.5 + 0 + 0) / 3)
-  assert metrics['confusion_matrix'] == [
+  assert metrics.mean_class_accuracy == pytest.approx((0.5 + 0 + 0) / 3)
+  assert metrics.confusion_matrix == [
       [1, 1, 0, 0],
       [1, 0, 0, 1],
       [0, 0, 0, 1],
       [0, 0, 0, 0],
   ]
-  json.dumps(metrics, allow_nan=False)  # JSON-ready: plain Python types.
-  assert isinstance(metrics['confusion_matrix'][0][0], int)
+  json.loads(metrics.to_json())  # JSON-ready: plain Python types.
+  assert isinstance(metrics.confusion_matrix[0][0], int)
 
 
 def test_top5_with_more_than_five_classes_and_tie_rule():
@@ -89,10 +90,10 @@ def test_top5_with_more_than_five_classes_and_tie_rule():
   # 0.1 but ranks 7th -> miss; label 1 ranks 3rd -> hit.
   probabilities = np.array([[0.1] * 6 + [0.4], [0.1] * 6 + [0.4]])
   metrics = evaluation.compute_metrics(probabilities, [5, 1], names)
-  assert metrics['top1'] == 0.0
-  assert metrics['top5'] == pytest.approx(0.5)
-  assert metrics['confusion_matrix'][5][6] == 1
-  assert metrics['confusion_matrix'][1][6] == 1
+  assert metrics.top1 == 0.0
+  assert metrics.top5 == pytest.approx(0.5)
+  assert metrics.confusion_matrix[5][6] == 1
+  assert metrics.confusion_matrix[1][6] == 1
 
 
 @pytest.mark.parametrize('probabilities, labels, names, match', [
@@ -185,7 +186,7 @@ def test_write_eval_outputs_writes_json_and_png(tmp_path):
   assert sorted(os.listdir(eval_dir)) == ['confusion_matrix.png',
                                           'metrics.json']
   with open(os.path.join(eval_dir, 'metrics.json'), encoding='utf-8') as f:
-    assert json.load(f) == _metrics()
+    assert json.load(f) == dataclasses.asdict(_metrics())
   with open(os.path.join(eval_dir, 'confusion_matrix.png'), 'rb') as f:
     assert tf.io.decode_png(f.read()).shape[2] in (3, 4)
 
@@ -201,7 +202,7 @@ def test_write_eval_outputs_overwrites_atomically(tmp_path, monkeypatch):
     real_replace(src, dst)
 
   monkeypatch.setattr(os, 'replace', recording_replace)
-  updated = dict(_metrics(), top1=0.75)
+  updated = dataclasses.replace(_metrics(), top1=0.75)
   evaluation.write_eval_outputs(updated, eval_dir)
   metrics_path = os.path.join(eval_dir, 'metrics.json')
   src, dst = renames[0]

@@ -23,7 +23,6 @@ from tests.training import ram_main
 from tests.training import run_helpers as runs
 from trainer import files
 from trainer.training import evaluation
-from trainer.training import loop
 from trainer.training import run_identity
 
 pytestmark = pytest.mark.slow(minutes=1.5)  # the module, on 2 cores
@@ -113,7 +112,7 @@ def test_outputs_written_in_process_to_ram_read_back():
     assert f.read() == png
 
   model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
-  loop._save_keras(model, f'{model_dir}/final_model.keras')  # pylint: disable=protected-access
+  files.save_model(model, f'{model_dir}/final_model.keras')
   loaded = keras.saving.load_model(f'{model_dir}/final_model.keras')
   np.testing.assert_array_equal(loaded.layers[0].kernel.numpy(),
                                 model.layers[0].kernel.numpy())

@@ -15,12 +15,13 @@ import pytest
 import tensorflow as tf
 
 from trainer import main as main_lib
-from trainer.data import pipeline
 from trainer.data import schema
+from trainer.data.sampling import Sampling
 from trainer.training import inputs as inputs_lib
+from trainer.training.cluster import Cluster
+from trainer.training.config import InputsConfig
 
-_SAMPLING = {'batch_size': 4, 'num_frames': 4, 'frame_step': 2,
-             'image_size': 32}
+_CLUSTER = Cluster(tf.distribute.OneDeviceStrategy('/cpu:0'))
 
 
 @pytest.fixture
@@ -60,11 +61,19 @@ def _drop_last_label(folder):
   _write_manifest(folder, manifest)
 
 
+def _inputs(folder) -> inputs_lib.VideoInputs:
+  """The inputs of a tiny run on `folder`, read and checked as a run does."""
+  return inputs_lib.VideoInputs.read(
+      InputsConfig(str(folder), batch_size=4, sampling=Sampling(
+          num_frames=4, frame_step=2, image_size=32)), _CLUSTER)
+
+
 def _read_all(folder, training):
   """Iterates one pass of a split, as training or evaluation reads it."""
-  dataset = pipeline.build_dataset(
-      str(folder), 'train' if training else 'test', training=training,
-      seed=1 if training else None, **_SAMPLING)
+  inputs = _inputs(folder)
+  dataset = (inputs.train_dataset(_CLUSTER.strategy, seed=1, epoch=0,
+                                  deterministic=False)
+             if training else inputs.eval_dataset())
   return sum(int(labels.shape[0]) for _, labels in dataset)
 
 
@@ -78,7 +87,7 @@ def _check_line(line, shard, *phrases):
 def test_labels_outside_the_manifest_are_refused_before_reading(prepared):
   _drop_last_label(prepared)
   with pytest.raises(ValueError) as error:
-    inputs_lib.build_inputs(data_dir=str(prepared), **_SAMPLING)
+    _inputs(prepared)
   first_split = next(iter(_manifest(prepared)['splits']))
   _check_line(main_lib.one_line(error.value), _shard(prepared, first_split),
               'label indices [3]', 'outside the 3 labels')
@@ -93,7 +102,7 @@ def test_a_shard_of_another_size_is_refused_before_reading(prepared, damage):
   else:
     shutil.copyfile(_shard(prepared, 'test'), train)
   with pytest.raises(ValueError) as error:
-    inputs_lib.build_inputs(data_dir=str(prepared), **_SAMPLING)
+    _inputs(prepared)
   _check_line(main_lib.one_line(error.value), train,
               f'records {size}', f'has {train.stat().st_size} bytes')
 
@@ -102,7 +111,7 @@ def test_a_missing_shard_is_refused_before_reading(prepared):
   train = _shard(prepared, 'train')
   train.unlink()
   with pytest.raises(ValueError) as error:
-    inputs_lib.build_inputs(data_dir=str(prepared), **_SAMPLING)
+    _inputs(prepared)
   _check_line(main_lib.one_line(error.value), train, 'is missing')
 
 
@@ -112,7 +121,7 @@ def test_a_flipped_byte_stops_reading_naming_the_shard(prepared, training):
   data = bytearray(shard.read_bytes())
   data[len(data) // 2] ^= 0xFF
   shard.write_bytes(bytes(data))
-  inputs_lib.build_inputs(data_dir=str(prepared), **_SAMPLING)  # same size
+  _inputs(prepared)  # same size
   with pytest.raises(tf.errors.OpError) as error:
     _read_all(prepared, training)
   _check_line(main_lib.one_line(error.value), shard, 'corrupted, truncated')
@@ -124,7 +133,7 @@ def test_an_older_manifest_warns_once_and_reading_names_the_shard(
   train = _shard(prepared, 'train')
   train.write_bytes(train.read_bytes()[:train.stat().st_size // 2])
   with caplog.at_level(logging.WARNING):
-    inputs_lib.build_inputs(data_dir=str(prepared), **_SAMPLING)
+    _inputs(prepared)
   warnings = [r for r in caplog.records if 'records no size' in r.message]
   assert len(warnings) == 1, caplog.text
   assert 'not checked' in warnings[0].message
@@ -137,7 +146,7 @@ def test_an_older_manifest_warns_once_and_reading_names_the_shard(
 def test_a_label_outside_an_older_manifest_stops_reading(prepared, training):
   _without(prepared, 'size', 'label_indices')
   _drop_last_label(prepared)
-  inputs_lib.build_inputs(data_dir=str(prepared), **_SAMPLING)
+  _inputs(prepared)
   with pytest.raises(tf.errors.OpError) as error:
     _read_all(prepared, training)
   shard = _shard(prepared, 'train' if training else 'test')

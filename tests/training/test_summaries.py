@@ -10,7 +10,9 @@ import pytest
 from tensorboard.plugins.hparams import plugin_data_pb2
 import tensorflow as tf
 
+from tests.training import run_helpers
 from trainer.training import checkpointing
+from trainer.training import evaluation
 from trainer.training import summaries
 
 STEPS_PER_EPOCH = 3
@@ -82,12 +84,10 @@ def trained(tmp_path_factory):
   model = _tiny_model()
   checkpoint = checkpointing.TrainingCheckpoint(model_dir, keep=1)
   batch_logs = _BatchLogs(progress)
-  # The order of `training.loop`: the checkpoint callback counts the steps.
+  # The run's callback counts the steps and writes the summaries.
   callbacks = [
-      checkpointing.CheckpointCallback(
-          checkpoint, progress, every_steps=100,
-          watcher=checkpointing.PreemptionWatcher(), total_steps=6),
-      summaries.SummaryCallback(model_dir, progress, every_steps=2),
+      run_helpers.run_callback(model_dir, checkpoint, progress, total_steps=6,
+                               summary_every_steps=2),
       batch_logs,
   ]
   dataset = tf.data.Dataset.from_tensor_slices((FEATURES, LABELS)).batch(2)
@@ -99,7 +99,8 @@ def trained(tmp_path_factory):
 def test_writers_use_the_three_directories(trained):
   model_dir, _, _ = trained
   assert sorted(os.listdir(model_dir)) == [
-      checkpointing.CHECKPOINT_DIR, summaries.TRAIN, summaries.VALIDATION]
+      'best_model.keras', checkpointing.CHECKPOINT_DIR, summaries.TRAIN,
+      summaries.VALIDATION]
 
 
 def test_training_scalars_every_n_steps(trained):
@@ -140,23 +141,17 @@ def test_training_progresses_in_the_summaries(trained):
   assert train[6, 'epoch_loss'] < train[3, 'epoch_loss']
 
 
-@pytest.mark.parametrize('every_steps', [0, -1])
-def test_every_steps_must_be_positive(tmp_path, every_steps):
-  with pytest.raises(ValueError,
-                     match=f'run.summary_every_steps={every_steps} must be'):
-    summaries.SummaryCallback(str(tmp_path), checkpointing.Progress(3),
-                              every_steps)
-  assert os.listdir(tmp_path) == []
-
-
 def test_summary_steps_continue_from_the_progress(tmp_path):
   # A resumed run: epoch 4 of 10 steps each, 5 of its steps done.
-  progress = checkpointing.Progress(10, epoch=4, step_in_epoch=5)
-  callback = summaries.SummaryCallback(str(tmp_path), progress, every_steps=5)
-  callback.set_model(_tiny_model(learning_rate=0.25))
-  callback.on_train_batch_end(0, {'loss': 1.5, 'accuracy': 0.5})
-  progress.step_in_epoch = 6  # 46: not a multiple of 5, nothing written
-  callback.on_train_batch_end(1, {'loss': 9.0})
+  progress = checkpointing.Progress(10, epoch=4, step_in_epoch=4)
+  checkpoint = checkpointing.TrainingCheckpoint(str(tmp_path / 'run'))
+  callback = run_helpers.run_callback(str(tmp_path), checkpoint, progress,
+                                      total_steps=100, summary_every_steps=5)
+  model = _tiny_model(learning_rate=0.25)
+  callback.set_model(model)
+  checkpoint.attach(model)
+  callback.on_train_batch_end(0, {'loss': 1.5, 'accuracy': 0.5})  # step 45
+  callback.on_train_batch_end(1, {'loss': 9.0})  # 46: not a multiple of 5
   progress.step_in_epoch = 10
   callback.on_epoch_end(4, {'loss': 1.25, 'val_loss': 2.5,
                             'val_top5_accuracy': 1.0})
@@ -170,7 +165,9 @@ def test_summary_steps_continue_from_the_progress(tmp_path):
 
 def test_preempted_epoch_writes_no_epoch_summaries(tmp_path):
   progress = checkpointing.Progress(10, epoch=1, step_in_epoch=3)
-  callback = summaries.SummaryCallback(str(tmp_path), progress, every_steps=1)
+  callback = run_helpers.run_callback(
+      str(tmp_path), checkpointing.TrainingCheckpoint(str(tmp_path / 'run')),
+      progress, total_steps=100, summary_every_steps=1)
   model = _tiny_model()
   callback.set_model(model)
   model.stop_training = True
@@ -217,9 +214,10 @@ def test_write_eval_writes_scalars_and_the_confusion_image(tmp_path):
   image = np.zeros((5, 7, 3), np.uint8)
   image[1, 2] = (255, 0, 0)
   png = tf.io.encode_png(image).numpy()
-  metrics = {'top1': 0.5, 'top5': 1.0, 'mean_class_accuracy': 0.25,
-             'per_class_accuracy': {'Apply Eye Makeup': 0.75, 'jump': None,
-                                    'run': 0.0}}
+  metrics = evaluation.EvalMetrics(
+      top1=0.5, top5=1.0, mean_class_accuracy=0.25, num_clips=6,
+      per_class_accuracy={'Apply Eye Makeup': 0.75, 'jump': None, 'run': 0.0},
+      confusion_matrix=[[3, 1, 0], [0, 0, 0], [1, 0, 0]])
   summaries.write_eval(str(tmp_path), metrics, png, step=30)
   events = read_events(tmp_path / summaries.EVAL)
   assert scalars(tmp_path / summaries.EVAL) == pytest.approx({
@@ -236,10 +234,8 @@ def test_write_eval_writes_scalars_and_the_confusion_image(tmp_path):
 def test_hparams_and_text_leave_train_scalars_alone(tmp_path):
   # write_config and the callback share `train/`: both files are read back.
   summaries.write_config(str(tmp_path), 'a = 1', {'seed': 1}, step=0)
-  progress = checkpointing.Progress(2, epoch=1, step_in_epoch=0)
-  callback = summaries.SummaryCallback(str(tmp_path), progress, every_steps=2)
-  callback.set_model(_tiny_model())
-  callback.on_train_batch_end(0, {'loss': math.pi})
-  callback.on_train_end()
+  train = summaries.Summaries(str(tmp_path), every_steps=2)
+  train.training_step(2, {'loss': math.pi}, _tiny_model().optimizer)
+  train.flush()
   assert scalars(tmp_path / summaries.TRAIN) == pytest.approx({
       (2, 'loss'): math.pi, (2, 'learning_rate'): 0.1})

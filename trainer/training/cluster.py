@@ -63,11 +63,6 @@ class Cluster:
     """
     return cls(strategies.build_strategy(name, tpu, timeout))
 
-  @classmethod
-  def local(cls) -> 'Cluster':
-    """This process alone, under TensorFlow's default strategy."""
-    return cls(tf.distribute.get_strategy())
-
   @contextlib.contextmanager
   def write_dir(self, model_dir: str) -> Iterator[str]:
     """Yields `model_dir` on the chief; on the other workers a temporary

@@ -42,7 +42,7 @@ def run(config: ExperimentConfig, cluster: Cluster, model_dir: str,
 
   Args:
     config: the experiment.
-    cluster: where it runs (`Cluster.local()` for this process alone).
+    cluster: where it runs (`Cluster.connect()`: this machine's devices).
     model_dir: where everything of the run goes (see the module docstring).
     mode: 'train', 'eval' (the newest checkpoint) or 'train_and_eval'.
     config_text: the settings as the user wrote them (the operative gin
