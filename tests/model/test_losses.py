@@ -1,14 +1,9 @@
 """The training loss, and what loading a saved model needs."""
 
-import ast
-import pathlib
-
 import keras
 import numpy as np
 
 from trainer.model import SparseCrossentropy
-
-_TRAINER = pathlib.Path(__file__).resolve().parents[2] / 'trainer'
 
 
 def test_the_loss_is_smoothed_cross_entropy_of_the_logits():
@@ -31,20 +26,3 @@ def test_a_saved_model_names_a_loss_of_trainer_model():
   config = keras.saving.serialize_keras_object(SparseCrossentropy(4, 0.2))
   again = keras.saving.deserialize_keras_object(config)
   assert (again.num_classes, again.label_smoothing) == (4, 0.2)
-
-
-def _trainer_imports(path):
-  tree = ast.parse(path.read_text(encoding='utf-8'))
-  for node in ast.walk(tree):
-    if isinstance(node, ast.ImportFrom) and node.module:
-      yield node.module
-    elif isinstance(node, ast.Import):
-      yield from (alias.name for alias in node.names)
-
-
-def test_model_and_data_import_nothing_of_training():
-  for package in ('model', 'data'):
-    for path in (_TRAINER / package).glob('*.py'):
-      training = [name for name in _trainer_imports(path)
-                  if name.startswith('trainer.training')]
-      assert not training, (path.name, training)

@@ -9,6 +9,7 @@ from trainer.model import activations
 from trainer.model import block_specs
 from trainer.model.batch_norm import VideoBatchNormalization
 from trainer.model.layer_config import constructor_config
+from trainer.model.layer_config import keep_arguments
 from trainer.model.video_conv import VideoConv, as_triple
 
 States = Dict[str, object]
@@ -51,23 +52,10 @@ class ConvBlock(keras.layers.Layer):
                state_prefix: Optional[str] = None,
                **kwargs):
     super().__init__(**kwargs)
+    keep_arguments(self, locals())
     block_specs.check_choice('conv_type', conv_type, block_specs.CONV_TYPES)
-    self.filters = filters
     self.kernel_size = as_triple(kernel_size, 'kernel_size')
     self.strides = as_triple(strides, 'strides')
-    self.depthwise = depthwise
-    self.causal = causal
-    self.use_bias = use_bias
-    self.use_batch_norm = use_batch_norm
-    self.activation = activation
-    self.conv_type = conv_type
-    self.norm_momentum = norm_momentum
-    self.norm_epsilon = norm_epsilon
-    self.use_sync_bn = use_sync_bn
-    self.kernel_initializer = kernel_initializer
-    self.kernel_regularizer = kernel_regularizer
-    self.bias_regularizer = bias_regularizer
-    self.state_prefix = state_prefix
     self._activation_fn = (activations.get_activation(activation)
                            if activation else None)
 

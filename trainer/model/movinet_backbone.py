@@ -10,6 +10,7 @@ from trainer.model import activations
 from trainer.model import block_specs
 from trainer.model.conv_block import ConvBlock
 from trainer.model.layer_config import constructor_config
+from trainer.model.layer_config import keep_arguments
 from trainer.model.movinet_layers import MovinetBlock
 from trainer.model.pooling import GlobalAveragePool3D, spatial_mean
 
@@ -61,6 +62,7 @@ class MovinetBackbone(keras.Model):
                average_pooling_type: str = '3d',
                **kwargs):
     super().__init__(**kwargs)
+    keep_arguments(self, locals())
     self.spec = block_specs.get_architecture(model_id)
     block_specs.check_choice('conv_type', conv_type, block_specs.CONV_TYPES)
     block_specs.check_choice('se_type', se_type, block_specs.SE_TYPES)
@@ -71,21 +73,6 @@ class MovinetBackbone(keras.Model):
     if not 0.0 <= stochastic_depth_drop_rate < 1.0:
       raise ValueError(f'stochastic_depth_drop_rate='
                        f'{stochastic_depth_drop_rate!r} must be in [0, 1).')
-    self.model_id = model_id
-    self.causal = causal
-    self.use_positional_encoding = use_positional_encoding
-    self.conv_type = conv_type
-    self.se_type = se_type
-    self.activation = activation
-    self.gating_activation = gating_activation
-    self.use_sync_bn = use_sync_bn
-    self.norm_momentum = norm_momentum
-    self.norm_epsilon = norm_epsilon
-    self.kernel_initializer = kernel_initializer
-    self.kernel_regularizer = kernel_regularizer
-    self.bias_regularizer = bias_regularizer
-    self.stochastic_depth_drop_rate = stochastic_depth_drop_rate
-    self.average_pooling_type = average_pooling_type
 
     common = dict(
         conv_type=conv_type, norm_momentum=norm_momentum,
@@ -97,22 +84,7 @@ class MovinetBackbone(keras.Model):
     self.stem = ConvBlock(stem.filters, stem.kernel_size, strides=stem.strides,
                           causal=causal, activation=activation,
                           state_prefix='state_stem', name='stem', **common)
-    self.blocks = []
-    index = 1
-    for stage_index, stage in enumerate(self.spec.stages):
-      for layer_index, (expand, kernel, strides) in enumerate(stage.layers):
-        name = f'block{stage_index}_layer{layer_index}'
-        self.blocks.append(MovinetBlock(
-            stage.base_filters, expand, kernel_size=kernel, strides=strides,
-            causal=causal, activation=activation,
-            gating_activation=gating_activation,
-            stochastic_depth_drop_rate=(
-                stochastic_depth_drop_rate * index / self.spec.num_layers),
-            se_type=se_type,
-            use_positional_encoding=use_positional_encoding and causal,
-            bias_regularizer=bias_regularizer, state_prefix=f'state_{name}',
-            name=name, **common))
-        index += 1
+    self.blocks = self._make_blocks(common)
     self.head_project = ConvBlock(self.spec.head.project_filters,
                                   activation=activation, name='head_project',
                                   **common)
@@ -120,6 +92,27 @@ class MovinetBackbone(keras.Model):
                                           name='head_pool',
                                           dtype=self.dtype_policy)
                       if average_pooling_type == '3d' else None)
+
+  def _make_blocks(self, common: dict) -> list[MovinetBlock]:
+    """The blocks of every stage, in order; stochastic depth grows
+    linearly with the block's depth."""
+    blocks = []
+    for stage_index, stage in enumerate(self.spec.stages):
+      for layer_index, (expand, kernel, strides) in enumerate(stage.layers):
+        name = f'block{stage_index}_layer{layer_index}'
+        blocks.append(MovinetBlock(
+            stage.base_filters, expand, kernel_size=kernel, strides=strides,
+            causal=self.causal, activation=self.activation,
+            gating_activation=self.gating_activation,
+            stochastic_depth_drop_rate=(self.stochastic_depth_drop_rate
+                                        * (len(blocks) + 1)
+                                        / self.spec.num_layers),
+            se_type=self.se_type,
+            use_positional_encoding=(self.use_positional_encoding
+                                     and self.causal),
+            bias_regularizer=self.bias_regularizer,
+            state_prefix=f'state_{name}', name=name, **common))
+    return blocks
 
   @property
   def head_filters(self) -> int:

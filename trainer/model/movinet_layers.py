@@ -8,6 +8,7 @@ from keras import ops
 from trainer.model import activations
 from trainer.model.conv_block import ConvBlock
 from trainer.model.layer_config import constructor_config
+from trainer.model.layer_config import keep_arguments
 from trainer.model.pooling import (GlobalAveragePool3D, PositionalEncoding,
                                    spatial_mean)
 from trainer.model.video_conv import as_triple
@@ -46,17 +47,7 @@ class SqueezeExcitation(keras.layers.Layer):
                state_prefix: str = '',
                **kwargs):
     super().__init__(**kwargs)
-    self.hidden_filters = hidden_filters
-    self.se_type = se_type
-    self.activation = activation
-    self.gating_activation = gating_activation
-    self.causal = causal
-    self.conv_type = conv_type
-    self.use_positional_encoding = use_positional_encoding
-    self.kernel_initializer = kernel_initializer
-    self.kernel_regularizer = kernel_regularizer
-    self.bias_regularizer = bias_regularizer
-    self.state_prefix = state_prefix
+    keep_arguments(self, locals())
     activations.get_activation(gating_activation, 'gating_activation')
     self.pool = GlobalAveragePool3D(causal=causal, state_prefix=state_prefix,
                                     name='pool', dtype=self.dtype_policy)
@@ -141,25 +132,9 @@ class MovinetBlock(keras.layers.Layer):
                state_prefix: str = '',
                **kwargs):
     super().__init__(**kwargs)
-    self.out_filters = out_filters
-    self.expand_filters = expand_filters
+    keep_arguments(self, locals())
     self.kernel_size = as_triple(kernel_size, 'kernel_size')
     self.strides = as_triple(strides, 'strides')
-    self.causal = causal
-    self.activation = activation
-    self.gating_activation = gating_activation
-    self.se_ratio = se_ratio
-    self.stochastic_depth_drop_rate = stochastic_depth_drop_rate
-    self.conv_type = conv_type
-    self.se_type = se_type
-    self.use_positional_encoding = use_positional_encoding
-    self.norm_momentum = norm_momentum
-    self.norm_epsilon = norm_epsilon
-    self.use_sync_bn = use_sync_bn
-    self.kernel_initializer = kernel_initializer
-    self.kernel_regularizer = kernel_regularizer
-    self.bias_regularizer = bias_regularizer
-    self.state_prefix = state_prefix
 
     self._conv_args = dict(
         conv_type=conv_type, norm_momentum=norm_momentum,

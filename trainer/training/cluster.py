@@ -22,6 +22,11 @@ import tensorflow as tf
 from trainer.training import multi_worker
 from trainer.training import strategies
 
+# What `connect` accepts and raises, for the command's flags.
+STRATEGIES = strategies.STRATEGIES
+DEFAULT_CLUSTER_TIMEOUT = strategies.DEFAULT_CLUSTER_TIMEOUT
+StrategyError = strategies.StrategyError
+
 # Exit status when another worker died or cannot be reached, or the workers
 # fell out of step (EX_UNAVAILABLE): restart every worker to resume.
 EXIT_CLUSTER_FAILURE = 69
@@ -51,14 +56,14 @@ class Cluster:
 
   @classmethod
   def connect(cls, name: str = 'auto', tpu: Optional[str] = None,
-              timeout: float = strategies.DEFAULT_CLUSTER_TIMEOUT
+              timeout: float = DEFAULT_CLUSTER_TIMEOUT
               ) -> 'Cluster':
     """The cluster `--strategy=name` asks for (see `strategies`); under
     `multi_worker`, after every worker joined (waiting at most `timeout`
     seconds).
 
     Raises:
-      strategies.StrategyError: an unknown name, a TPU that cannot be
+      StrategyError: an unknown name, a TPU that cannot be
         reached, or a missing or wrong cluster description.
     """
     return cls(strategies.build_strategy(name, tpu, timeout))
