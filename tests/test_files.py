@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+import pathlib
 import uuid
 
 import pytest
@@ -72,3 +73,52 @@ def test_the_cache_folder(monkeypatch, tmp_path):
   monkeypatch.setenv(files.CACHE_DIR_ENV, str(tmp_path / 'env'))
   assert files.cache_dir() == str(tmp_path / 'env')
   assert files.cache_dir('relative') == os.path.abspath('relative')
+
+
+def test_a_hidden_temporary_starts_with_a_dot(tmp_path):
+  path = str(tmp_path / 'v.avi')
+  assert files.temporary_name(path, 'ab', '.avi', hidden=True) == str(
+      tmp_path / '.v.avi.tmp-ab.avi')
+  with files.replacing(path, suffix='.avi', hidden=True) as temporary:
+    assert os.path.basename(temporary).startswith('.v.avi' + files.TMP_MARK)
+    with open(temporary, 'wb') as f:
+      f.write(b'video')
+  assert os.listdir(tmp_path) == ['v.avi']
+
+
+def test_a_folder_is_staged_hidden_and_renamed_whole(tmp_path):
+  target = tmp_path / 'extracted'
+  with pytest.raises(RuntimeError, match='extraction failed'):
+    with files.replacing_directory(str(target)) as staging:
+      assert os.path.basename(staging).startswith('.extracted' +
+                                                  files.TMP_MARK)
+      (pathlib.Path(staging) / 'half').write_text('half')
+      raise RuntimeError('extraction failed')
+  assert not os.listdir(tmp_path)
+  with files.replacing_directory(str(target)) as staging:
+    (pathlib.Path(staging) / 'a').write_text('mine')
+  assert (target / 'a').read_text() == 'mine'
+  # Another process finished the same folder first: theirs is kept.
+  with files.replacing_directory(str(target)) as staging:
+    (pathlib.Path(staging) / 'a').write_text('late')
+  assert (target / 'a').read_text() == 'mine'
+  assert os.listdir(tmp_path) == ['extracted']
+
+
+@pytest.mark.parametrize('remote', [False, True])
+def test_reads_take_local_and_remote_paths(tmp_path, remote):
+  folder = (f'ram://reads-{uuid.uuid4().hex}' if remote
+            else str(tmp_path / 'reads'))
+  path = f'{folder}/manifest.json'
+  assert not files.exists(path) and not files.isdir(folder)
+  tf.io.gfile.makedirs(folder)
+  files.write_atomically(path, 'täxt')
+  assert files.exists(path) and files.isdir(folder)
+  assert not files.isdir(path)
+  assert files.read_text(path) == 'täxt'
+  assert files.size(path) == len('täxt'.encode('utf-8'))
+
+
+def test_json_text_is_stable():
+  assert files.json_text({'b': [1, (2, 3)], 'a': 'é'}) == (
+      '{\n "a": "é",\n "b": [\n  1,\n  [\n   2,\n   3\n  ]\n ]\n}\n')

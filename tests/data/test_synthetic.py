@@ -79,6 +79,32 @@ def test_writes_class_folders_and_round_trips(tmp_path):
     assert error < 8, (path, error)
 
 
+def test_a_video_is_written_under_a_hidden_avi_temporary(tmp_path,
+                                                        monkeypatch):
+  # Hidden, so that a folder source listed meanwhile skips it; '.avi' last,
+  # from which OpenCV picks the container. An error leaves nothing.
+  opened = []
+  real_writer = cv2.VideoWriter
+
+  def writer(path, *args):
+    opened.append(path)
+    return real_writer(path, *args)
+
+  def fail(*args):
+    raise RuntimeError('disk full')
+
+  monkeypatch.setattr(cv2, 'VideoWriter', writer)
+  monkeypatch.setattr(cv2, 'cvtColor', fail)
+  with pytest.raises(RuntimeError, match='disk full'):
+    _generate(tmp_path, num_classes=2, videos_per_class=1)
+  assert len(opened) == 1
+  folder, name = os.path.split(opened[0])
+  assert folder == str(tmp_path / 'moving_left')
+  assert name.startswith('.moving_left_0000.avi.tmp-')
+  assert name.endswith('.avi')
+  assert not os.listdir(folder)
+
+
 def test_same_seed_same_bytes_other_seed_differs(tmp_path):
   first = _generate(tmp_path / 'a', seed=3)
   again = _generate(tmp_path / 'b', seed=3)

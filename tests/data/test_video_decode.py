@@ -87,7 +87,7 @@ def test_resizes_the_short_side_keeping_aspect(tmp_path, source_shape,
   frames = np.zeros((3, height, width, 3), np.uint8)
   frames[:, :, : width // 2] = 200  # Bright left half.
   video = decode_video(_write_avi(tmp_path / 'sized.avi', frames),
-                       short_side=short_side)
+                       short_side=short_side, upscale=True)
   assert video.frames.shape == (3,) + expected_shape + (3,)
   assert video.source_size == source_shape
   left = video.frames[:, :, : expected_shape[1] // 2 - 2].mean()
@@ -219,11 +219,12 @@ def test_bad_arguments_name_themselves(tmp_path, argument, value):
     ((240, 320), 128, (128, 171)),   # larger: downscaled
     ((120, 160), 120, (120, 160)),
 ])
-def test_short_side_as_maximum(tmp_path, size, short_side, expected):
+def test_short_side_is_a_maximum_by_default(tmp_path, size, short_side,
+                                           expected):
   generate_videos(str(tmp_path), num_classes=2, videos_per_class=1,
                   num_frames=8, size=size)
   path = str(tmp_path / 'moving_left/moving_left_0000.avi')
-  video = decode_video(path, short_side=short_side, upscale=False)
+  video = decode_video(path, short_side=short_side)
   assert video.frames.shape[1:3] == expected
   if expected == size:
     np.testing.assert_array_equal(video.frames, decode_video(path).frames)

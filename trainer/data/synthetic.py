@@ -40,6 +40,8 @@ import cv2
 import numpy as np
 import tqdm
 
+from trainer import files
+
 CLASS_NAMES = ('moving_left', 'moving_right', 'moving_up', 'moving_down',
                'rotating_cw', 'rotating_ccw')
 
@@ -162,8 +164,9 @@ def generate_videos(output_dir: str,
                     seed: int = 0) -> List[str]:
   """Writes the synthetic dataset as MJPG AVI files.
 
-  Each file is written under a temporary name in its class folder and moved
-  into place with `os.replace`, so an interrupted run leaves no partial video.
+  Each file is written under a hidden temporary name in its class folder and
+  renamed into place (`files.replacing`), so an interrupted run leaves no
+  partial video.
 
   Args:
     output_dir: Root folder; gets one sub-folder per class.
@@ -205,27 +208,24 @@ def generate_videos(output_dir: str,
 
 
 def _write_avi_atomically(path: str, frames: np.ndarray, fps: float) -> None:
-  """Writes RGB `(frames, height, width, 3)` to `path` via a temporary file."""
-  folder, name = os.path.split(path)
-  # OpenCV picks the container from the extension, so keep '.avi' last.
-  temporary = os.path.join(folder, f'.{name}.{os.getpid()}.tmp.avi')
+  """Writes RGB `(frames, height, width, 3)` to `path` via a temporary file.
+
+  The temporary is hidden (a folder of videos is listed without it) and
+  ends in '.avi', from which OpenCV picks the container.
+  """
   height, width = frames.shape[1:3]
-  writer = cv2.VideoWriter(temporary, cv2.VideoWriter_fourcc(*FOURCC),
-                           float(fps), (width, height))
-  try:
-    if not writer.isOpened():
-      raise OSError(f'cv2.VideoWriter cannot open {temporary!r} with fourcc '
-                    f'{FOURCC}; check that the folder is writable and that '
-                    'OpenCV was built with FFmpeg.')
-    for frame in frames:
-      writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-  except BaseException:
-    writer.release()
-    if os.path.exists(temporary):
-      os.remove(temporary)
-    raise
-  writer.release()
-  os.replace(temporary, path)
+  with files.replacing(path, suffix='.avi', hidden=True) as temporary:
+    writer = cv2.VideoWriter(temporary, cv2.VideoWriter_fourcc(*FOURCC),
+                             float(fps), (width, height))
+    try:
+      if not writer.isOpened():
+        raise OSError(f'cv2.VideoWriter cannot open {temporary!r} with '
+                      f'fourcc {FOURCC}; check that the folder is writable '
+                      'and that OpenCV was built with FFmpeg.')
+      for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    finally:
+      writer.release()
 
 
 def _background(rng, height, width) -> np.ndarray:

@@ -72,7 +72,7 @@ def decode_video(path: str,
                  fps: Optional[float] = None,
                  short_side: Optional[int] = None,
                  min_frames: int = 1,
-                 upscale: bool = True) -> DecodedVideo:
+                 upscale: bool = False) -> DecodedVideo:
   """Decodes a video file into RGB frames.
 
   Args:
@@ -81,12 +81,13 @@ def decode_video(path: str,
       timestamp `k / fps` the source frame nearest to it. None, or a rate at
       or above the source rate, keeps every frame. When the source rate is
       unknown every frame is kept and `DecodedVideo.fps` is 0.0.
-    short_side: Resize so the shorter side is this many pixels, keeping the
-      aspect ratio (the other side rounded to the nearest pixel, at least 1).
-      None keeps the source size.
+    short_side: The largest short side, in pixels: larger frames are
+      downscaled to it, keeping the aspect ratio (the other side rounded to
+      the nearest pixel, at least 1); smaller ones keep their size (unless
+      `upscale`). None keeps the source size.
     min_frames: Fewest frames, after temporal reduction, a usable video has.
-    upscale: False makes `short_side` a maximum: frames whose short side is
-      already at most `short_side` keep their size.
+    upscale: Also enlarge frames whose short side is below `short_side`,
+      so that it is exactly `short_side`.
 
   Returns:
     A `DecodedVideo` with `frames` of shape `(frames, height, width, 3)`.

@@ -24,9 +24,7 @@ import hashlib
 import http.client
 import os
 import posixpath
-import shutil
 import tarfile
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -151,17 +149,10 @@ def _extract_archive(archive: str, cache_dir: str) -> str:
     logging.info('Reusing %s extracted in %s', archive, target)
     return target
   os.makedirs(parent, exist_ok=True)
-  staging = tempfile.mkdtemp(prefix=f'.{stem}-', suffix='.partial', dir=parent)
-  try:
-    logging.info('Extracting %s into %s', archive, target)
+  logging.info('Extracting %s into %s', archive, target)
+  # A concurrent extraction that finished first is kept.
+  with files.replacing_directory(target) as staging:
     _safe_extract(archive, staging)
-    try:
-      os.replace(staging, target)
-    except OSError:
-      if not os.path.isdir(target):  # Not a concurrent extraction that won.
-        raise
-  finally:
-    shutil.rmtree(staging, ignore_errors=True)
   return target
 
 
