@@ -61,7 +61,7 @@ setuptools.setup(
     entry_points={
         "console_scripts": [
             "movinet-demo=trainer.demo:run",
-            "movinet-prepare=trainer.data.prepare:run",
+            "movinet-prepare=trainer.prepare_main:run",
             "movinet-train=trainer.main:run",
         ],
     },

@@ -1,4 +1,4 @@
-"""Input throughput of `build_dataset` against the MoViNet tutorial's loader.
+"""Input throughput of `train_dataset` against the MoViNet tutorial's loader.
 
 Command (repository root; about 1 minute on a 2-core CPU; `--help` for more):
 
@@ -22,7 +22,9 @@ Measured:
                  frames keeping every 15th, `convert_image_dtype`,
                  `resize_with_pad`, BGR -> RGB; `from_generator`, batch,
                  prefetch (not `.cache()`, which would replay epoch 1).
-       pipeline  `build_dataset(prepared, 'train', training=True, ...)`.
+       pipeline  `train_dataset(manifest, 'train', sampling, seed=0,
+                 epoch=k, ...)`: epoch k of a training run, as `fit` reads
+                 it (a new dataset each epoch, shuffled anew).
      Epochs alternate, seed then pipeline. Each epoch's first batch (iterator
      start, buffer fills) is timed apart: `clips/s` leaves it out, `with 1st`
      counts it. `CPU ms/clip` (process CPU time, all threads, per clip) does
@@ -50,7 +52,9 @@ import numpy as np
 import tensorflow as tf
 
 from trainer.data import synthetic
-from trainer.data.pipeline import build_dataset
+from trainer.data.manifest import Manifest
+from trainer.data.pipeline import train_dataset
+from trainer.data.sampling import Sampling
 # pylint: enable=wrong-import-position
 
 GOAL_RATIO = 15.0
@@ -83,7 +87,7 @@ import json, sys, time
 from trainer.data.prepare import prepare
 start = time.perf_counter()
 manifest = prepare(**json.loads(sys.argv[1]))
-print(json.dumps([manifest['splits']['train']['num_frames'],
+print(json.dumps([manifest.splits['train'].num_frames,
                   time.perf_counter() - start]))
 """
 
@@ -193,17 +197,20 @@ def main():
       print(f'{workers:>8} {frames:>8} {seconds:>8.1f} '
             f'{frames / seconds:>9.0f}')
 
+    manifest = Manifest.read(prepared[workers_all])
+    sampling = Sampling(num_frames=NUM_FRAMES, frame_step=FRAME_STEP,
+                        image_size=IMAGE_SIZE)
+    seed_loader = seed_dataset(video_dir)
     loaders = {
-        'seed': seed_dataset(video_dir),
-        'pipeline': build_dataset(
-            prepared[workers_all], 'train', training=True, batch_size=BATCH,
-            num_frames=NUM_FRAMES, frame_step=FRAME_STEP,
-            image_size=IMAGE_SIZE),
+        'seed': lambda epoch: seed_loader,
+        'pipeline': lambda epoch: train_dataset(
+            manifest, 'train', sampling, batch_size=BATCH, seed=0,
+            epoch=epoch),
     }
     totals = {name: np.zeros(4) for name in loaders}
-    for _ in range(args.epochs):
-      for name, dataset in loaders.items():
-        first, clips, seconds, cpu = time_epoch(dataset)
+    for epoch in range(args.epochs):
+      for name, make_dataset in loaders.items():
+        first, clips, seconds, cpu = time_epoch(make_dataset(epoch))
         totals[name] += (clips, seconds, cpu, first)
 
     print(f'\nInput (batch {BATCH}, {NUM_FRAMES} frames every {FRAME_STEP}, '

@@ -1,5 +1,6 @@
 """What the manifest records of each shard, and `movinet-prepare --verify`."""
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -7,8 +8,10 @@ import shutil
 import pytest
 import tensorflow as tf
 
+from trainer import prepare_main
 from trainer.data import prepare as prepare_lib
 from trainer.data import schema
+from trainer.data.manifest import Shard
 
 
 @pytest.fixture(scope='module')
@@ -40,17 +43,17 @@ def test_each_shard_s_size_sha256_and_label_indices_are_recorded(prepared):
   assert len(shards) > 2
   for shard in shards:
     path = prepared / shard['file']
-    assert sorted(shard) == sorted(schema.SHARD_KEYS)
+    assert sorted(shard) == sorted(f.name for f in dataclasses.fields(Shard))
     assert shard['size'] == path.stat().st_size
     assert shard['sha256'] == hashlib.sha256(path.read_bytes()).hexdigest()
-    labels = {int(schema.parse_clip(r)['label'])
+    labels = {int(schema.parse_clip(r).label)
               for r in tf.data.TFRecordDataset(str(path))}
     assert labels and shard['label_indices'] == sorted(labels)
 
 
 def test_verify_accepts_intact_shards(prepared):
   assert not prepare_lib.verify(str(prepared))
-  prepare_lib._verify_main(str(prepared))  # returns: exit status 0
+  prepare_main._verify_main(str(prepared))  # returns: exit status 0
 
 
 @pytest.mark.parametrize('damage, problem', [
@@ -74,7 +77,7 @@ def test_verify_names_the_bad_shards(copy, damage, problem):
   for path, found in zip(bad, problems):
     assert found.startswith(f'{path.name} (') and problem in found, found
   with pytest.raises(SystemExit) as exit_:
-    prepare_lib._verify_main(str(copy))
+    prepare_main._verify_main(str(copy))
   message = str(exit_.value.code)
   assert message.startswith('movinet-prepare: error: ') and '\n' not in message
   assert all(p.name in message for p in bad)
@@ -85,6 +88,6 @@ def test_verify_names_the_bad_shards(copy, damage, problem):
 
 def test_verify_without_a_manifest(tmp_path):
   with pytest.raises(SystemExit) as exit_:
-    prepare_lib._verify_main(str(tmp_path))
+    prepare_main._verify_main(str(tmp_path))
   message = str(exit_.value.code)
   assert str(tmp_path) in message and schema.MANIFEST_NAME in message

@@ -1,7 +1,6 @@
 """`movinet-prepare`: round trip, bad inputs, UCF101, resume, errors."""
 
 import hashlib
-import json
 import logging
 import os
 import pathlib
@@ -24,6 +23,7 @@ from trainer.data import prepare as prepare_lib
 from trainer.data import prepare_settings
 from trainer.data import schema
 from trainer.data import shard_worker
+from trainer.data.manifest import Manifest
 from trainer.data.synthetic import generate_videos
 from trainer.data.video_decode import decode_video
 
@@ -63,26 +63,26 @@ def prepared(videos, tmp_path_factory):
 
 def test_round_trip_matches_source_frames_and_manifest(videos, prepared):
   out, manifest = prepared
-  assert manifest == json.loads((out / schema.MANIFEST_NAME).read_text())
-  assert manifest['labels'] == ['moving_left', 'moving_right', 'moving_up']
-  assert manifest['skipped'] == []
+  assert manifest == Manifest.read(str(out))
+  assert manifest.labels == ('moving_left', 'moving_right', 'moving_up')
+  assert not manifest.skipped
   seen = []
   for split, count in (('train', 12), ('test', 6)):
-    entry = manifest['splits'][split]
-    assert entry['num_clips'] == count
-    assert len(entry['shards']) == count // 3
-    for shard in entry['shards']:
-      records = _records(out / shard['file'])
-      assert len(records) == shard['num_clips'] == 3
-      assert shard['sha256'] == _sha256(out / shard['file'])
+    entry = manifest.splits[split]
+    assert entry.num_clips == count
+    assert len(entry.shards) == count // 3
+    for shard in entry.shards:
+      records = _records(out / shard.file)
+      assert len(records) == shard.num_clips == 3
+      assert shard.sha256 == _sha256(out / shard.file)
       for record in records:
         clip = schema.parse_clip(record)
-        name = clip['filename'].numpy().decode()
-        label = clip['label_text'].numpy().decode()
+        name = clip.filename.numpy().decode()
+        label = clip.label_text.numpy().decode()
         assert name.startswith(label + '/')
-        assert manifest['labels'][int(clip['label'])] == label
+        assert manifest.labels[int(clip.label)] == label
         frames = np.stack([tf.io.decode_jpeg(j).numpy()
-                           for j in clip['jpeg_frames']])
+                           for j in clip.jpeg_frames])
         source = decode_video(str(videos / name), short_side=SHORT_SIDE).frames
         assert frames.shape == source.shape == (12, 48, 60, 3)
         assert np.abs(frames.astype(float) - source).mean() < 6
@@ -93,13 +93,13 @@ def test_round_trip_matches_source_frames_and_manifest(videos, prepared):
 def test_model_garden_reader_decodes_a_record(prepared):
   video_input = pytest.importorskip('official.vision.dataloaders.video_input')
   out, manifest = prepared
-  record = _records(out / manifest['splits']['train']['shards'][0]['file'])[0]
+  record = _records(out / manifest.splits['train'].shards[0].file)[0]
   decoder = video_input.Decoder(image_key=schema.IMAGE_KEY,
                                 label_key=schema.LABEL_INDEX_KEY)
   decoded = decoder.decode(tf.constant(record))
   clip = schema.parse_clip(record)
   assert decoded[schema.LABEL_INDEX_KEY].numpy().tolist() == [
-      int(clip['label'])]
+      int(clip.label)]
   images = decoded[schema.IMAGE_KEY]
   assert images.shape == (12,)
   assert tf.io.decode_jpeg(images[0]).shape == (48, 60, 3)
@@ -119,12 +119,12 @@ def test_short_side_is_a_maximum(tmp_path, size, short_side, expected):
   manifest = prepare_lib.prepare(
       str(out), source='folder', video_dir=str(videos),
       splits='train:1,test:1', short_side=short_side, workers=1)
-  assert manifest['frames']['short_side'] == (
+  assert manifest.frames.short_side == (
       prepare_settings.DEFAULT_SHORT_SIDE if short_side is None else short_side)
   shapes = {tuple(tf.io.decode_jpeg(j).shape)
-            for split in manifest['splits'].values()
-            for shard in split['shards'] for r in _records(out / shard['file'])
-            for j in schema.parse_clip(r)['jpeg_frames']}
+            for split in manifest.splits.values()
+            for shard in split.shards for r in _records(out / shard.file)
+            for j in schema.parse_clip(r).jpeg_frames}
   assert shapes == {(*expected, 3)}
 
 
@@ -150,7 +150,7 @@ def test_folder_bad_inputs_are_skipped_with_reasons(videos, tmp_path, caplog):
     manifest = prepare_lib.prepare(
         str(out), source='folder', video_dir=str(tree), splits='train:6,test:2',
         short_side=SHORT_SIDE, shard_clips=4, workers=1)
-  skipped = {s['video']: s['reason'] for s in manifest['skipped']}
+  skipped = {s.video: s.reason for s in manifest.skipped}
   assert skipped == {
       'moving_right/empty.avi': 'empty file',
       'moving_right/text.avi': 'cannot open',
@@ -158,11 +158,11 @@ def test_folder_bad_inputs_are_skipped_with_reasons(videos, tmp_path, caplog):
       'moving_right/notes.txt': 'not a video extension',
       'moving_left/short.avi': 'too short: 3 frames < 8',
   }
-  names = {schema.parse_clip(r)['filename'].numpy().decode()
-           for split in manifest['splits'].values()
-           for shard in split['shards'] for r in _records(out / shard['file'])}
+  names = {schema.parse_clip(r).filename.numpy().decode()
+           for split in manifest.splits.values()
+           for shard in split.shards for r in _records(out / shard.file)}
   assert 'moving_left/vidéo à ü 1.avi' in names
-  assert len(names) == sum(s['num_clips'] for s in manifest['splits'].values())
+  assert len(names) == sum(s.num_clips for s in manifest.splits.values())
   assert len(names) == 2 * 8 - 4
   assert any('prepared 12 clips in' in m and 'skipped 5' in m
              for m in caplog.messages)
@@ -189,14 +189,14 @@ def www(tmp_path):
 def _record_names(out, manifest):
   """`{split: [(file name, label text, frames)]}` read from the shards."""
   found = {}
-  for split, entry in manifest['splits'].items():
+  for split, entry in manifest.splits.items():
     found[split] = []
-    for shard in entry['shards']:
-      for record in _records(out / shard['file']):
+    for shard in entry.shards:
+      for record in _records(out / shard.file):
         clip = schema.parse_clip(record)
-        found[split].append((clip['filename'].numpy().decode(),
-                             clip['label_text'].numpy().decode(),
-                             int(clip['jpeg_frames'].shape[0])))
+        found[split].append((clip.filename.numpy().decode(),
+                             clip.label_text.numpy().decode(),
+                             int(clip.jpeg_frames.shape[0])))
   return found
 
 
@@ -208,9 +208,8 @@ def test_ucf101_group_split_in_both_real_layouts(ucf101_zips, layout, workers,
       str(out), source='ucf101', ucf101_url=ucf101_zips.url[layout],
       split_by='group', fold=1, short_side=SHORT_SIDE, shard_clips=4,
       workers=workers)
-  assert manifest['labels'] == ['ApplyEyeMakeup', 'Archery',
-                                'HandStandPushups']
-  assert manifest['skipped'] == []
+  assert manifest.labels == ('ApplyEyeMakeup', 'Archery', 'HandStandPushups')
+  assert not manifest.skipped
   found = _record_names(out, manifest)
   for split, records in found.items():
     groups = {name.split('_')[-2] for name, _, _ in records}
@@ -218,8 +217,8 @@ def test_ucf101_group_split_in_both_real_layouts(ucf101_zips, layout, workers,
     for name, label, frames in records:
       assert name.split('/')[-1].startswith(f'v_{label}_')
       assert frames == 40
-  assert len(found['test']) == manifest['splits']['test']['num_clips'] == 9
-  assert len(found['train']) == manifest['splits']['train']['num_clips'] == 12
+  assert len(found['test']) == manifest.splits['test'].num_clips == 9
+  assert len(found['train']) == manifest.splits['train'].num_clips == 12
   assert not [p for p in out.rglob('*') if files.TMP_MARK in p.name]
 
 
@@ -232,7 +231,7 @@ def test_ucf101_flat_zip_by_count_picks_classes_by_file_name(ucf101_zips,
       str(out), source='ucf101', ucf101_url=ucf101_zips.url[ucf.FLAT],
       num_classes=2, splits='train:2,test:1', short_side=SHORT_SIDE,
       workers=1)
-  assert manifest['labels'] == ['ApplyEyeMakeup', 'Archery']
+  assert manifest.labels == ('ApplyEyeMakeup', 'Archery')
   found = _record_names(out, manifest)
   for split, count in (('train', 2), ('test', 1)):
     labels = sorted(label for _, label, _ in found[split])
@@ -246,7 +245,7 @@ def test_ucf101_ten_classes_are_the_tutorials(ucf101_zips, tmp_path):
   manifest = prepare_lib.prepare(
       str(out), source='ucf101', ucf101_url=ucf101_zips.all_classes_url,
       num_classes=10, split_by='group', short_side=SHORT_SIDE, workers=1)
-  assert manifest['labels'] == list(ucf.TUTORIAL_CLASSES)
+  assert manifest.labels == tuple(ucf.TUTORIAL_CLASSES)
   found = _record_names(out, manifest)
   for split, group in (('train', 'g08'), ('test', 'g01')):
     assert sorted(label for _, label, _ in found[split]) == list(
@@ -298,7 +297,7 @@ def test_errors_name_the_flag_and_write_nothing(videos, tmp_path, www,
 
 
 def _command(video_dir, out, *extra):
-  return [sys.executable, '-m', 'trainer.data.prepare', '--source=folder',
+  return [sys.executable, '-m', 'trainer.prepare_main', '--source=folder',
           f'--video_dir={video_dir}', f'--output_dir={out}',
           '--splits=train:6,test:2', '--short_side=256', '--shard_clips=1',
           '--workers=2', *extra]

@@ -24,6 +24,8 @@ from trainer.data import prepare_settings
 from trainer.data import schema
 from trainer.data import shard_worker
 from trainer.data import sources
+from trainer.data.manifest import Manifest
+from trainer.data.manifest import Skipped
 from trainer.data.prepare_settings import PrepareError
 from trainer.data.synthetic import generate_videos
 
@@ -82,7 +84,7 @@ def test_rerun_removes_exactly_the_recorded_leftovers(videos, tmp_path):
   manifest = _prepare(videos, out)
   kept = _user_files(out)
   (tmp_path / 'escape.tmp-1-0123456789abcdef').write_text('outside')
-  shard = manifest['splits']['train']['shards'][0]['file']
+  shard = manifest.splits['train'].shards[0].file
   token = shard_worker.new_token()
   # What a killed run leaves: a half shard, a fetch folder, both recorded,
   # and a record cut short by the kill (its path was never created).
@@ -191,7 +193,7 @@ def test_prepare_once_waits_for_the_run_holding_the_lock(videos, tmp_path,
           if r.threadName == threading.current_thread().name]
   assert any('Waiting for another process to prepare it' in m for m in mine)
   assert not any(m.startswith('prepared ') for m in mine)
-  assert json.loads((out / schema.MANIFEST_NAME).read_text()) == staged
+  assert Manifest.read(str(out)) == staged
 
 
 def test_run_that_ends_before_the_lock_is_taken_refuses_other_settings(
@@ -212,9 +214,9 @@ def test_run_that_ends_before_the_lock_is_taken_refuses_other_settings(
                       first_run_ends_meanwhile)
   with pytest.raises(PrepareError, match='differing: jpeg_quality'):
     _prepare(videos, out)
-  manifest = json.loads((out / schema.MANIFEST_NAME).read_text())
+  manifest = Manifest.read(str(out))
   assert manifest == first['manifest']
-  assert manifest['settings'] == json.loads(
+  assert manifest.settings == json.loads(
       (out / STATE / prepare_settings.SETTINGS_NAME).read_text())
   assert not (out / LOCK).exists()
 
@@ -254,10 +256,10 @@ def test_skipped_folders_are_named_in_summary_and_manifest(videos, tmp_path,
   (tree / 'Empty').mkdir()
   with caplog.at_level(logging.INFO):
     manifest = _prepare(tree, tmp_path / 'out')
-  assert manifest['labels'] == ['moving_left', 'moving_right']
-  assert manifest['skipped'] == [
-      {'video': '.hidden/', 'reason': sources.HIDDEN_FOLDER},
-      {'video': 'Empty/', 'reason': sources.EMPTY_CLASS_FOLDER},
-  ]
+  assert manifest.labels == ('moving_left', 'moving_right')
+  assert manifest.skipped == (
+      Skipped('.hidden/', sources.HIDDEN_FOLDER),
+      Skipped('Empty/', sources.EMPTY_CLASS_FOLDER),
+  )
   assert (f'skipped 2 folders: .hidden/ ({sources.HIDDEN_FOLDER}), Empty/ '
           f'({sources.EMPTY_CLASS_FOLDER})') in caplog.messages

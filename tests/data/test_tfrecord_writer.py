@@ -79,7 +79,7 @@ def test_written_file_is_read_by_parse_clip(tmp_path, label_index, label_text,
   records = list(tf.data.TFRecordDataset(str(path)))
   assert len(records) == 2
   clip = schema.parse_clip(records[1])
-  assert int(clip['label']) == label_index
-  assert clip['label_text'].numpy().decode() == label_text
-  assert clip['filename'].numpy().decode() == filename
-  assert [j.numpy() for j in clip['jpeg_frames']] == jpegs
+  assert int(clip.label) == label_index
+  assert clip.label_text.numpy().decode() == label_text
+  assert clip.filename.numpy().decode() == filename
+  assert [j.numpy() for j in clip.jpeg_frames] == jpegs

@@ -1,23 +1,30 @@
 """`movinet-prepare` settings and the `output_dir` they go to.
 
-`check_settings` validates the arguments of `prepare.prepare` where they
-enter and fills the per-source defaults; `check_output_dir` refuses a
-non-empty `output_dir` that is not a previous preparation (unless
-`overwrite`); `check_previous` refuses an `output_dir` begun or finished
-with settings that change output bytes; `acquire_lock` refuses a second
-run into an `output_dir` while one runs. Errors name the argument, the
-value, what is allowed and the flag to fix.
+`PrepareSettings` holds the settings of one run, checked where they enter,
+with the per-source defaults filled; `check_output_dir` refuses a non-empty
+`output_dir` that is not a previous preparation (unless `overwrite`);
+`check_previous` refuses an `output_dir` begun or finished with settings
+that change output bytes; `acquire_lock` refuses a second run into an
+`output_dir` while one runs. Errors name the setting, the value, what is
+allowed and the flag to fix.
 """
 
+import dataclasses
 import json
 import os
 import socket
 import time
+from typing import Any, Optional
 
 from absl import logging
 
+from trainer import files
+from trainer import settings as settings_lib
 from trainer.data import schema
 from trainer.data import shard_worker
+from trainer.data import sources
+from trainer.data import synthetic
+from trainer.data.manifest import Manifest
 
 SOURCES = ('synthetic', 'folder', 'ucf101')
 SPLIT_BY = ('count', 'group')
@@ -46,7 +53,7 @@ _NAMED_ENTRIES = 3
 FORMAT = 'movinet-prepare/2'
 
 # Settings that change no output byte; left out of the compatibility check.
-_NOT_OUTPUT = ('workers', 'output_dir', 'synthetic_dir', 'overwrite')
+_NOT_RECORDED = ('workers', 'output_dir', 'synthetic_dir', 'overwrite')
 
 
 class PrepareError(ValueError):
@@ -57,94 +64,146 @@ class PreparationBusy(PrepareError):
   """Another run holds the output folder's lock (it is alive)."""
 
 
-def check_settings(**given) -> dict:
-  """Checks `prepare`'s arguments and fills the per-source defaults.
+@dataclasses.dataclass(frozen=True)
+class PrepareSettings:
+  """The settings of one `movinet-prepare` run; the flags of the same names.
 
-  Returns:
-    The settings: `given` with defaults filled, values normalized, settings
-    that do not apply to the source set to None, and `format` added.
+  Made with the flags' values, it fills the per-source defaults where a
+  value is None (`splits`: DEFAULT_SPLITS; `short_side`:
+  DEFAULT_SHORT_SIDE, the largest short side in px, never upscaling, 0
+  keeps every size; `num_classes`: 4 synthetic, else all; `fps` 0 or None:
+  the source rate; `workers`: os.cpu_count(); `synthetic_dir`:
+  `output_dir/source_videos`), sets the settings that do not apply to the
+  source to None, and checks every value.
 
   Raises:
-    PrepareError: a value is out of range or does not fit the source.
+    PrepareError: a value out of range or that does not fit the source;
+      the message names the setting and its flag.
   """
-  s = dict(given)
-  _check_choice('source', s['source'], SOURCES)
-  _check_choice('split_by', s['split_by'], SPLIT_BY)
-  if not s['output_dir']:
-    raise PrepareError('output_dir is empty; pass a folder (flag '
-                       '--output_dir).')
-  if s['source'] == 'folder' and not s['video_dir']:
-    raise PrepareError('source=folder needs video_dir; pass the folder of '
-                       'class subfolders (flag --video_dir).')
-  source = s['source']
-  s['format'] = FORMAT
-  s['splits'] = s['splits'] or DEFAULT_SPLITS[source]
-  if s['short_side'] is None:
-    s['short_side'] = DEFAULT_SHORT_SIDE
-  if source == 'synthetic' and s['num_classes'] is None:
-    s['num_classes'] = SYNTHETIC_NUM_CLASSES
-  s['fps'] = float(s['fps']) if s['fps'] else None
-  s['workers'] = s['workers'] or os.cpu_count() or 1
-  s['synthetic_size'] = tuple(int(v) for v in s['synthetic_size'])
-  s['synthetic_fps'] = float(s['synthetic_fps'])
-  for name, low, high in (('short_side', 0, None), ('jpeg_quality', 1, 100),
-                          ('shard_clips', 1, None), ('workers', 1, None),
-                          ('min_frames', 1, None), ('fold', 1, None),
-                          ('synthetic_frames', 1, None)):
-    _check_int(name, s[name], low, high)
-  if s['num_shards'] is not None:
-    _check_int('num_shards', s['num_shards'], 1, None)
-  if s['fps'] is not None and s['fps'] < 0:
-    raise PrepareError(f'fps={s["fps"]!r} is not allowed; pass a positive '
-                       'rate in frames per second, or 0 for the source rate '
-                       '(flag --fps).')
-  if source == 'synthetic' and s['split_by'] == 'group':
-    raise PrepareError('split_by=group needs UCF101 names (v_<Class>_gNN_'
-                       'cNN.avi); synthetic videos have none. Use '
-                       '--split_by=count.')
-  s['output_dir'] = os.fspath(s['output_dir'])
-  s['overwrite'] = bool(s.get('overwrite'))
-  if source == 'folder':
-    s['video_dir'] = os.path.abspath(os.fspath(s['video_dir']))
-    _check_outside(s['output_dir'], s['video_dir'])
-  else:
-    s['video_dir'] = None
-  if source != 'ucf101':
-    s['ucf101_url'] = None
-  if source != 'synthetic':
-    for name in ('synthetic_frames', 'synthetic_size', 'synthetic_fps'):
-      s[name] = None
-  s['synthetic_dir'] = (s['synthetic_dir'] if source != 'synthetic' or
-                        s['synthetic_dir'] else
-                        os.path.join(s['output_dir'], 'source_videos'))
-  return s
+  output_dir: str
+  source: str = 'synthetic'
+  video_dir: Optional[str] = None
+  ucf101_url: Optional[str] = sources.DEFAULT_UCF101_URL
+  num_classes: Optional[int] = None
+  splits: Optional[str] = None
+  split_by: str = 'count'
+  fold: int = 1
+  seed: int = 0
+  fps: Optional[float] = None
+  short_side: Optional[int] = None
+  jpeg_quality: int = 90
+  shard_clips: int = 64
+  num_shards: Optional[int] = None
+  workers: Optional[int] = None
+  min_frames: int = 8
+  synthetic_dir: Optional[str] = None
+  synthetic_frames: Optional[int] = SYNTHETIC_FRAMES
+  synthetic_size: Optional[tuple[int, int]] = SYNTHETIC_SIZE
+  synthetic_fps: Optional[float] = SYNTHETIC_FPS
+  overwrite: bool = False
+
+  def __post_init__(self):
+    try:
+      settings_lib.check_choice(self, 'source', SOURCES)
+      settings_lib.check_choice(self, 'split_by', SPLIT_BY)
+      self._fill_defaults()
+      settings_lib.check_types(self)
+      self._check_values()
+      self._fit_source()
+    except settings_lib.SettingError as error:
+      raise PrepareError(f'{error} (flag --{error.name}).') from None
+
+  def _set(self, **values) -> None:
+    for name, value in values.items():
+      object.__setattr__(self, name, value)
+
+  def _fill_defaults(self) -> None:
+    """Fills the per-source defaults and normalizes the values' types."""
+    number = (int, float)
+    self._set(
+        output_dir=(os.fspath(self.output_dir)
+                    if isinstance(self.output_dir, os.PathLike)
+                    else self.output_dir),
+        splits=self.splits or DEFAULT_SPLITS[self.source],
+        short_side=(DEFAULT_SHORT_SIDE if self.short_side is None
+                    else self.short_side),
+        num_classes=(SYNTHETIC_NUM_CLASSES if self.source == 'synthetic'
+                     and self.num_classes is None else self.num_classes),
+        fps=(float(self.fps) if isinstance(self.fps, number) and self.fps
+             else self.fps or None),
+        workers=self.workers or os.cpu_count() or 1)
+    if self.synthetic_size is not None:
+      self._set(synthetic_size=tuple(int(v) for v in self.synthetic_size))
+    if isinstance(self.synthetic_fps, number):
+      self._set(synthetic_fps=float(self.synthetic_fps))
+
+  def _check_values(self) -> None:
+    """Raises SettingError for the first value out of its range."""
+    def error(name: str, problem: str) -> settings_lib.SettingError:
+      return settings_lib.SettingError(type(self).__name__, name,
+                                       getattr(self, name), problem)
+
+    if not self.output_dir:
+      raise error('output_dir', 'is empty; pass a folder')
+    settings_lib.check_at_least(self, 0, 'short_side')
+    settings_lib.check_at_least(self, 1, 'jpeg_quality', 'shard_clips',
+                                'workers', 'min_frames', 'fold',
+                                'synthetic_frames', 'num_shards')
+    if self.jpeg_quality > 100:
+      raise error('jpeg_quality', 'must be at most 100')
+    if self.fps is not None and self.fps < 0:
+      raise error('fps', 'must be a positive rate in frames per second, or 0 '
+                  'for the source rate')
+    if self.source == 'synthetic' and self.split_by == 'group':
+      raise error('split_by', 'needs UCF101 names (v_<Class>_gNN_cNN.avi); '
+                  'synthetic videos have none, use count')
+    most = len(synthetic.CLASS_NAMES)
+    if self.source == 'synthetic' and not 2 <= self.num_classes <= most:
+      raise error('num_classes', f'is not allowed for the synthetic source; '
+                  f'pass 2..{most}')
+    if self.source == 'folder' and not self.video_dir:
+      raise error('video_dir', 'is needed by source=folder: pass the folder '
+                  'of class subfolders')
+
+  def _fit_source(self) -> None:
+    """Sets what does not apply to the source to None; checks the folders."""
+    if self.source == 'folder':
+      self._set(video_dir=os.path.abspath(os.fspath(self.video_dir)))
+      _check_outside(self.output_dir, self.video_dir)
+    else:
+      self._set(video_dir=None)
+    if self.source != 'ucf101':
+      self._set(ucf101_url=None)
+    if self.source == 'synthetic':
+      self._set(synthetic_dir=self.synthetic_dir or os.path.join(
+          self.output_dir, 'source_videos'))
+    else:
+      self._set(synthetic_frames=None, synthetic_size=None,
+                synthetic_fps=None)
+
+  def recorded(self) -> dict[str, Any]:
+    """The settings that change output bytes, as JSON, with the `format`.
+
+    `.prepare/settings.json` and the manifest's `settings` record them; a
+    rerun compares them with its own (`check_previous`).
+    """
+    values = {field.name: getattr(self, field.name)
+              for field in dataclasses.fields(self)
+              if field.name not in _NOT_RECORDED}
+    return json.loads(files.json_text(dict(values, format=FORMAT)))
 
 
-def output_settings(settings: dict) -> dict:
-  """The settings that change output bytes (compared on every rerun)."""
-  return {k: v for k, v in settings.items() if k not in _NOT_OUTPUT}
-
-
-def check_previous(settings: dict) -> None:
+def check_previous(settings: PrepareSettings) -> None:
   """Refuses an output_dir prepared (or begun) with other settings.
-
-  Args:
-    settings: as `check_settings` returns them.
 
   Raises:
     PrepareError: the manifest or `.prepare/settings.json` in `output_dir`
-      holds other output settings; the message lists the differing keys.
+      holds other output settings (the message lists the differing keys),
+      or the manifest cannot be read.
   """
-  wanted = json.loads(shard_worker.dumps(output_settings(settings)))
-  out = settings['output_dir']
-  for path, key in ((os.path.join(out, schema.MANIFEST_NAME), 'settings'),
-                    (os.path.join(out, shard_worker.STATE_DIR,
-                                  SETTINGS_NAME), None)):
-    if not os.path.exists(path):
-      continue
-    with open(path, encoding='utf-8') as f:
-      previous = json.load(f)
-    previous = previous.get(key) if key else previous
+  wanted = settings.recorded()
+  out = settings.output_dir
+  for previous in _previous_settings(out):
     if previous != wanted:
       changed = sorted(k for k in set(wanted) | set(previous or {})
                        if (previous or {}).get(k) != wanted.get(k))
@@ -154,12 +213,31 @@ def check_previous(settings: dict) -> None:
           'delete this one to redo it.')
 
 
-def check_output_dir(settings: dict) -> None:
+def _previous_settings(output_dir: str) -> list[Any]:
+  """What earlier runs into `output_dir` recorded of their settings.
+
+  The manifest's `settings` (None if it has none), then those of
+  `.prepare/settings.json`; each only if its file exists.
+  """
+  found = []
+  if os.path.exists(os.path.join(output_dir, schema.MANIFEST_NAME)):
+    try:
+      found.append(Manifest.read(output_dir).settings)
+    except ValueError as error:
+      raise PrepareError(str(error)) from error
+  state = os.path.join(output_dir, shard_worker.STATE_DIR, SETTINGS_NAME)
+  if os.path.exists(state):
+    with open(state, encoding='utf-8') as f:
+      found.append(json.load(f))
+  return found
+
+
+def check_output_dir(settings: PrepareSettings) -> None:
   """Refuses a non-empty output_dir that no preparation wrote to.
 
   A folder holding `manifest.json` or `.prepare/` is a previous
   preparation (resumed or checked by `check_previous`); any other
-  non-empty folder is refused unless `settings['overwrite']`, which
+  non-empty folder is refused unless `settings.overwrite`, which
   prepares beside its entries.
 
   Raises:
@@ -167,11 +245,11 @@ def check_output_dir(settings: dict) -> None:
       a previous preparation and `overwrite` is false; the message names
       the first few entries.
   """
-  out = settings['output_dir']
+  out = settings.output_dir
   if os.path.exists(out) and not os.path.isdir(out):
     raise PrepareError(f'output_dir={out!r} is a file; pass a folder (flag '
                        '--output_dir).')
-  if settings['overwrite'] or not os.path.isdir(out):
+  if settings.overwrite or not os.path.isdir(out):
     return
   entries = sorted(os.listdir(out))
   if (not entries or schema.MANIFEST_NAME in entries
@@ -310,21 +388,7 @@ def _check_outside(output_dir, video_dir):
   out = os.path.realpath(output_dir)
   videos = os.path.realpath(video_dir)
   if os.path.commonpath([out, videos]) == videos:
-    raise PrepareError(
-        f'output_dir={output_dir!r} is inside video_dir={video_dir!r}, '
-        'where a rerun would list it as a class; pass an --output_dir '
-        'outside --video_dir.')
-
-
-def _check_choice(name, value, allowed):
-  if value not in allowed:
-    raise PrepareError(f'{name}={value!r} is not allowed; pass one of '
-                       f'{", ".join(allowed)} (flag --{name}).')
-
-
-def _check_int(name, value, low, high):
-  if (isinstance(value, bool) or not isinstance(value, int) or value < low
-      or (high is not None and value > high)):
-    allowed = f'{low}..{high}' if high is not None else f'>= {low}'
-    raise PrepareError(f'{name}={value!r} is not allowed; pass an integer '
-                       f'{allowed} (flag --{name}).')
+    raise settings_lib.SettingError(
+        PrepareSettings.__name__, 'output_dir', output_dir,
+        f'is inside video_dir={video_dir!r}, where a rerun would list it as '
+        'a class; pass one outside it')

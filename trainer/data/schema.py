@@ -15,6 +15,9 @@ processes (which write records without it) stay light; the functions that
 need TensorFlow import it when called.
 """
 
+import dataclasses
+from typing import Any
+
 LABEL_INDEX_KEY = 'clip/label/index'
 LABEL_TEXT_KEY = 'clip/label/text'
 FILENAME_KEY = 'video/filename'
@@ -23,13 +26,21 @@ IMAGE_KEY = 'image/encoded'
 MANIFEST_NAME = 'manifest.json'
 SHARD_SUFFIX = '.tfrecord'
 
-# What the manifest records of each shard, `manifest['splits'][split]
-# ['shards']`: its file name, clip count, the sha256 and size in bytes of the
-# file (checked by `movinet-prepare --verify` and before training), and the
-# distinct label indices of its clips (checked against the manifest's label
-# list before training, without reading a record). Manifests written before
-# sizes and label indices were recorded lack those two keys.
-SHARD_KEYS = ('file', 'num_clips', 'sha256', 'size', 'label_indices')
+
+@dataclasses.dataclass(frozen=True)
+class ParsedClip:
+  """One clip as read back (`parse_clip`); TensorFlow tensors.
+
+  Attributes:
+    jpeg_frames: string `(frames,)`, one JPEG per frame.
+    label: int64 scalar, the class index.
+    label_text: string scalar, the class name.
+    filename: string scalar, the source video.
+  """
+  jpeg_frames: Any
+  label: Any
+  label_text: Any
+  filename: Any
 
 
 def shard_name(split: str, index: int, count: int) -> str:
@@ -37,26 +48,8 @@ def shard_name(split: str, index: int, count: int) -> str:
   return f'{split}-{index:05d}-of-{count:05d}{SHARD_SUFFIX}'
 
 
-def shard_entry(record: dict) -> dict:
-  """The manifest's entry of a shard: the `SHARD_KEYS` of its `record`.
-
-  Args:
-    record: what preparation recorded of the finished shard (at least
-      `file`, `num_clips` and `sha256`).
-
-  Returns:
-    `{key: record[key]}` for the `SHARD_KEYS` the record has.
-  """
-  return {key: record[key] for key in SHARD_KEYS if key in record}
-
-
-def parse_clip(serialized):
-  """Parses one serialized clip (works eagerly and inside tf.data).
-
-  Returns:
-    A dict with `jpeg_frames` (string tensor `(frames,)`), `label` (int64
-    scalar), `label_text` and `filename` (string scalars).
-  """
+def parse_clip(serialized) -> ParsedClip:
+  """Parses one serialized clip (works eagerly and inside tf.data)."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   context, sequence = tf.io.parse_single_sequence_example(
       serialized,
@@ -67,9 +60,7 @@ def parse_clip(serialized):
       },
       sequence_features={IMAGE_KEY: tf.io.FixedLenSequenceFeature([],
                                                                    tf.string)})
-  return {
-      'jpeg_frames': sequence[IMAGE_KEY],
-      'label': context[LABEL_INDEX_KEY],
-      'label_text': context[LABEL_TEXT_KEY],
-      'filename': context[FILENAME_KEY],
-  }
+  return ParsedClip(jpeg_frames=sequence[IMAGE_KEY],
+                    label=context[LABEL_INDEX_KEY],
+                    label_text=context[LABEL_TEXT_KEY],
+                    filename=context[FILENAME_KEY])

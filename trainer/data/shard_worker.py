@@ -3,8 +3,8 @@
 `prepare_shard(job)` runs in a `spawn` worker process, so this module imports
 neither TensorFlow nor `schema` (see `tfrecord_writer`). A shard is written
 as `<shard>.tmp-<token>`, fsynced and renamed; then `.prepare/<shard>.json`
-records its clip count, sha256 and skipped videos, which `finished_record`
-reads back to decide whether a rerun may keep the shard.
+records its `ShardResult` (clip count, sha256, skipped videos, ...), which
+`finished_record` reads back to decide whether a rerun may keep the shard.
 
 The token is unique to one run (`new_token`: pid and random hex). Before a
 run creates a temporary path it records it in `.prepare/temporaries`
@@ -13,11 +13,13 @@ of killed runs (`remove_recorded`) and never another file with `.tmp-` in
 its name.
 """
 
+import dataclasses
 import json
 import os
 import re
 import secrets
 import shutil
+from typing import Any, Optional
 
 from absl import logging
 import cv2
@@ -34,34 +36,91 @@ JOURNAL_NAME = 'temporaries'
 _TEMPORARY = re.compile(re.escape(files.TMP_MARK) + r'[0-9]+-[0-9a-f]{16}$')
 
 
-def prepare_shard(job: dict) -> dict:
+@dataclasses.dataclass(frozen=True)
+class ShardJob:
+  """One shard to write: what `prepare` hands a worker process.
+
+  Attributes:
+    file: the shard's file name, relative to `output_dir`.
+    output_dir: the prepared folder.
+    token: the run's token (`new_token`), which names its temporaries.
+    source: 'synthetic', 'folder' or 'ucf101'.
+    root: the folder the videos are read from, or the UCF101 zip's URL.
+    videos: `(name, label, label index)` of each video, in shard order.
+    fps: frames per second kept; None keeps the source rate.
+    short_side: largest short side in px; None keeps every size.
+    min_frames: videos with fewer frames are skipped.
+    jpeg_quality: JPEG quality of the frames, 1..100.
+  """
+  file: str
+  output_dir: str
+  token: str
+  source: str
+  root: str
+  videos: tuple[tuple[str, str, int], ...]
+  fps: Optional[float]
+  short_side: Optional[int]
+  min_frames: int
+  jpeg_quality: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardResult:
+  """What a finished shard holds, recorded in `.prepare/<file>.json`.
+
+  Attributes:
+    file: the shard's file name.
+    num_clips: clips written.
+    num_frames: frames of all its clips.
+    num_videos: videos of its job (written or skipped).
+    sha256: hex sha256 of the shard file.
+    size: its size in bytes.
+    label_indices: the distinct label indices of its clips, sorted.
+    skipped: `(video, reason)` of each video left out, sorted.
+  """
+  file: str
+  num_clips: int
+  num_frames: int
+  num_videos: int
+  sha256: str
+  size: int
+  label_indices: tuple[int, ...]
+  skipped: tuple[tuple[str, str], ...]
+
+  def to_json(self) -> dict[str, Any]:
+    return json.loads(json.dumps(dataclasses.asdict(self)))
+
+  @classmethod
+  def from_json(cls, entry: dict[str, Any]) -> 'ShardResult':
+    """The result recorded as `entry`; KeyError or TypeError if it is not
+    one."""
+    values = {field.name: entry[field.name]
+              for field in dataclasses.fields(cls)}
+    values['label_indices'] = tuple(values['label_indices'])
+    values['skipped'] = tuple(tuple(pair) for pair in values['skipped'])
+    return cls(**values)
+
+
+def prepare_shard(job: ShardJob) -> ShardResult:
   """Decodes a shard's videos and writes the shard; runs in a worker.
 
-  Args:
-    job: one entry of the plan `prepare` builds: `file`, `output_dir`,
-      `token` (the run's, see `new_token`), `source`, `root`, `url`,
-      `videos` (`[(name, label, index)]`), `fps`, `short_side` (a maximum in
-      px, or None), `min_frames`, `jpeg_quality`. Its temporaries,
-      `job_temporaries(job)`, must be recorded before it runs.
+  Its temporaries, `job_temporaries(job)`, must be recorded before it runs.
 
   Returns:
-    `{file, num_clips, num_frames, num_videos, sha256, size, label_indices,
-    skipped}` (`size` in bytes; `label_indices` the distinct label indices
-    of the clips written), also written to `output_dir/.prepare/<file>.json`
+    What the shard holds, also written to `output_dir/.prepare/<file>.json`
     once the shard is in place.
   """
-  out = job['output_dir']
-  final = os.path.join(out, job['file'])
+  final = os.path.join(job.output_dir, job.file)
   skipped, num_clips, num_frames = [], 0, 0
-  with files.replacing(final, job['token']) as temporary, open(
+  quality = [cv2.IMWRITE_JPEG_QUALITY, job.jpeg_quality]
+  with files.replacing(final, job.token) as temporary, open(
       temporary, 'wb') as f:
-    for name, label, index in job['videos']:
+    for name, label, index in job.videos:
       try:
         frames = _decode(job, name)
       except video_decode.VideoDecodeError as e:
         skipped.append((name, e.reason))
         continue
-      quality = [cv2.IMWRITE_JPEG_QUALITY, job['jpeg_quality']]
       jpegs = [cv2.imencode('.jpg', frame[..., ::-1], quality)[1].tobytes()
                for frame in frames]
       f.write(tfrecord_writer.tfrecord_frame(
@@ -71,23 +130,24 @@ def prepare_shard(job: dict) -> dict:
       num_frames += len(jpegs)
     f.flush()
     os.fsync(f.fileno())
-  record = {'file': job['file'], 'num_clips': num_clips,
-            'num_frames': num_frames, 'num_videos': len(job['videos']),
-            'sha256': files.sha256(final), 'size': os.path.getsize(final),
-            'label_indices': sorted({
-                int(i) for n, _, i in job['videos']
-                if n not in {name for name, _ in skipped}}),
-            'skipped': sorted(skipped)}
-  files.write_atomically(os.path.join(out, _record_name(job['file'])),
-                         dumps(record), job['token'])
-  return record
+  left_out = {name for name, _ in skipped}
+  result = ShardResult(
+      file=job.file, num_clips=num_clips, num_frames=num_frames,
+      num_videos=len(job.videos), sha256=files.sha256(final),
+      size=os.path.getsize(final),
+      label_indices=tuple(sorted({int(i) for n, _, i in job.videos
+                                  if n not in left_out})),
+      skipped=tuple(sorted(skipped)))
+  files.write_atomically(os.path.join(job.output_dir, _record_name(job.file)),
+                         files.json_text(result.to_json()), job.token)
+  return result
 
 
-def job_temporaries(job: dict) -> list[str]:
+def job_temporaries(job: ShardJob) -> list[str]:
   """The temporaries `prepare_shard(job)` may create, relative to output."""
-  paths = [files.temporary_name(job['file'], job['token']),
-           files.temporary_name(_record_name(job['file']), job['token'])]
-  if job['source'] == 'ucf101':
+  paths = [files.temporary_name(job.file, job.token),
+           files.temporary_name(_record_name(job.file), job.token)]
+  if job.source == 'ucf101':
     paths.append(_fetch_folder(job))
   return paths
 
@@ -96,49 +156,47 @@ def _record_name(name):
   return os.path.join(STATE_DIR, name + '.json')
 
 
-def _fetch_folder(job):
+def _fetch_folder(job: ShardJob) -> str:
   """Folder, relative to output, where the job's UCF101 videos land."""
   return files.temporary_name(
-      os.path.join(STATE_DIR, f'fetch-{job["file"]}'), job['token'])
+      os.path.join(STATE_DIR, f'fetch-{job.file}'), job.token)
 
 
-def finished_record(output_dir: str, name: str) -> dict | None:
+def finished_record(output_dir: str, name: str) -> Optional[ShardResult]:
   """The record of a complete shard `name`, or None to (re)do it."""
   record_path = os.path.join(output_dir, _record_name(name))
   shard_path = os.path.join(output_dir, name)
   if not (os.path.exists(record_path) and os.path.exists(shard_path)):
     return None
-  with open(record_path, encoding='utf-8') as f:
-    record = json.load(f)
-  if record.get('sha256') != files.sha256(shard_path):
+  try:
+    with open(record_path, encoding='utf-8') as f:
+      record = ShardResult.from_json(json.load(f))
+  except (ValueError, KeyError, TypeError):
+    logging.warning('Shard %s has no readable record; redoing it.', name)
+    return None
+  if record.sha256 != files.sha256(shard_path):
     logging.warning('Shard %s does not match its record; redoing it.', name)
     return None
   return record
 
 
-def decode_capped(path: str, fps: float | None, short_side: int | None,
-                  min_frames: int) -> np.ndarray:
-  """RGB frames `(frames, height, width, 3)`, short side at most `short_side`.
+def _decode(job: ShardJob, name: str) -> np.ndarray:
+  """RGB frames `(frames, height, width, 3)` of the job's video `name`.
 
-  A video whose short side exceeds `short_side` px is downscaled to it
+  A video whose short side exceeds `job.short_side` px is downscaled to it
   (aspect kept); a smaller one keeps its size: upscaling adds bytes, not
-  information. None keeps every size.
+  information.
   """
-  return video_decode.decode_video(path, fps=fps, short_side=short_side,
-                                   min_frames=min_frames,
-                                   upscale=False).frames
-
-
-def _decode(job, name):
-  """RGB frames `(frames, height, width, 3)` of the job's video `name`."""
-  options = (job['fps'], job['short_side'], job['min_frames'])
-  if job['source'] != 'ucf101':
-    return decode_capped(os.path.join(job['root'], name), *options)
-  folder = os.path.join(job['output_dir'], _fetch_folder(job))
+  options = dict(fps=job.fps, short_side=job.short_side,
+                 min_frames=job.min_frames)
+  if job.source != 'ucf101':
+    return video_decode.decode_video(os.path.join(job.root, name),
+                                     **options).frames
+  folder = os.path.join(job.output_dir, _fetch_folder(job))
   path = os.path.join(folder, os.path.basename(name))
   try:
-    _archive(job['url']).fetch(name, path)
-    return decode_capped(path, *options)
+    _archive(job.root).fetch(name, path)
+    return video_decode.decode_video(path, **options).frames
   finally:
     shutil.rmtree(folder, ignore_errors=True)
 
@@ -157,14 +215,6 @@ def close_archives() -> None:
   """Closes the UCF101 archives this process opened."""
   while _ARCHIVES:
     _ARCHIVES.popitem()[1].close()
-
-
-# ------------------------------------------------------------------- files
-
-
-def dumps(value) -> str:
-  """`value` as stable JSON text: sorted keys, one-space indent, newline."""
-  return json.dumps(value, indent=1, sort_keys=True, ensure_ascii=False) + '\n'
 
 
 # -------------------------------------------------------------- temporaries
