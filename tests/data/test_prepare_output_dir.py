@@ -20,6 +20,7 @@ import pytest
 
 from trainer import files
 from trainer.data import prepare as prepare_lib
+from trainer.data import prepare_lock
 from trainer.data import prepare_settings
 from trainer.data import schema
 from trainer.data import shard_worker
@@ -30,7 +31,7 @@ from trainer.data.prepare_settings import PrepareError
 from trainer.data.synthetic import generate_videos
 
 STATE = shard_worker.STATE_DIR
-LOCK = pathlib.Path(STATE, prepare_settings.LOCK_NAME)
+LOCK = pathlib.Path(STATE, prepare_lock.LOCK_NAME)
 
 
 @pytest.fixture(scope='module')
@@ -148,7 +149,7 @@ def test_second_run_is_refused_while_the_lock_is_held(videos, tmp_path):
   out = tmp_path / 'out'
   manifest = _prepare(videos, out)
   token = shard_worker.new_token()
-  prepare_settings.acquire_lock(str(out), token)  # a live run: this process
+  prepare_lock.acquire_lock(str(out), token)  # a live run: this process
   before = _tree(out)
   holder = json.loads((out / LOCK).read_text())
   assert holder == {'pid': os.getpid(), 'host': socket.gethostname(),
@@ -161,7 +162,7 @@ def test_second_run_is_refused_while_the_lock_is_held(videos, tmp_path):
     assert f'pid {os.getpid()} on {socket.gethostname()}' in message
     assert _tree(out) == before
   finally:
-    prepare_settings.release_lock(str(out), token)
+    prepare_lock.release_lock(str(out), token)
   assert not (out / LOCK).exists()
   assert _prepare(videos, out) == manifest
 
@@ -173,13 +174,13 @@ def test_prepare_once_waits_for_the_run_holding_the_lock(videos, tmp_path,
   out = tmp_path / 'out'
   (out / STATE).mkdir(parents=True)
   token = shard_worker.new_token()
-  prepare_settings.acquire_lock(str(out), token)  # a live run: this process
+  prepare_lock.acquire_lock(str(out), token)  # a live run: this process
 
   def the_other_run():  # writes `out` whole, then releases its lock
     time.sleep(1.0)
     staged = _prepare(videos, tmp_path / 'staged')
     shutil.copytree(tmp_path / 'staged', out, dirs_exist_ok=True)
-    prepare_settings.release_lock(str(out), token)
+    prepare_lock.release_lock(str(out), token)
     return staged
 
   with concurrent.futures.ThreadPoolExecutor(1) as pool:
@@ -201,7 +202,7 @@ def test_run_that_ends_before_the_lock_is_taken_refuses_other_settings(
   # Two runs with other settings at once: the second one checked the folder
   # before the first wrote anything, and takes the lock once it is released.
   out = tmp_path / 'out'
-  take_lock = prepare_settings.acquire_lock
+  take_lock = prepare_lock.acquire_lock
   first = {}
 
   def first_run_ends_meanwhile(output_dir, token):
@@ -210,7 +211,7 @@ def test_run_that_ends_before_the_lock_is_taken_refuses_other_settings(
       first['manifest'] = _prepare(videos, out, jpeg_quality=80)
     take_lock(output_dir, token)
 
-  monkeypatch.setattr(prepare_settings, 'acquire_lock',
+  monkeypatch.setattr(prepare_lock, 'acquire_lock',
                       first_run_ends_meanwhile)
   with pytest.raises(PrepareError, match='differing: jpeg_quality'):
     _prepare(videos, out)

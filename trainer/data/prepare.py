@@ -43,6 +43,7 @@ import tqdm
 
 # Nothing here imports TensorFlow: `spawn` workers re-import this module.
 from trainer import files
+from trainer.data import prepare_lock
 from trainer.data import prepare_plan
 from trainer.data import prepare_settings
 from trainer.data import schema
@@ -98,14 +99,14 @@ def prepare(output_dir: str, **flags) -> Manifest:
   previous = os.path.isdir(state_dir) or os.path.exists(
       os.path.join(settings.output_dir, schema.MANIFEST_NAME))
   os.makedirs(state_dir, exist_ok=True)
-  prepare_settings.acquire_lock(settings.output_dir, token)
+  prepare_lock.acquire_lock(settings.output_dir, token)
   try:
     manifest = _prepare_locked(settings, plan, token, previous)
   finally:
     try:  # this run's temporaries, after an error
       shard_worker.remove_recorded(settings.output_dir)
     finally:
-      prepare_settings.release_lock(settings.output_dir, token)
+      prepare_lock.release_lock(settings.output_dir, token)
   _log_summary(manifest)
   return manifest
 
@@ -124,7 +125,7 @@ def prepare_once(output_dir: str, **flags) -> None:
       logging.info('Preparing %s (once).', output_dir)
     try:
       prepare(output_dir, **flags)
-    except prepare_settings.PreparationBusy as busy:
+    except prepare_lock.PreparationBusy as busy:
       now = time.monotonic()
       if waiting_since is None:
         waiting_since = last_log = now
