@@ -264,3 +264,21 @@ def test_skipped_folders_are_named_in_summary_and_manifest(videos, tmp_path,
   )
   assert (f'skipped 2 folders: .hidden/ ({sources.HIDDEN_FOLDER}), Empty/ '
           f'({sources.EMPTY_CLASS_FOLDER})') in caplog.messages
+
+
+def test_synthetic_data_dir_prepares_the_cache_s_dataset_once(tmp_path,
+                                                              monkeypatch):
+  prepared = []
+  monkeypatch.setattr(prepare_lib, 'prepare_once',
+                      lambda data_dir, **flags: prepared.append(
+                          (data_dir, flags)))
+  monkeypatch.setenv(files.CACHE_DIR_ENV, str(tmp_path / 'env'))
+  assert prepare_lib.synthetic_data_dir(num_classes=3) == str(
+      tmp_path / 'env' / 'synthetic-3')
+  assert prepare_lib.synthetic_data_dir(str(tmp_path / 'mine')) == str(
+      tmp_path / 'mine' / 'synthetic-4')
+  assert prepared == [
+      (str(tmp_path / 'env' / 'synthetic-3'),
+       dict(source='synthetic', num_classes=3, workers=1)),
+      (str(tmp_path / 'mine' / 'synthetic-4'),
+       dict(source='synthetic', num_classes=4, workers=1))]
