@@ -72,15 +72,7 @@ build_optimizer = _configurable('build_optimizer',
                                 config_lib.OptimizerConfig,
                                 config_lib.OptimizerConfig)
 run = _configurable('run', config_lib.RunConfig, config_lib.RunConfig)
-def _synthetic_data_dir(cache_dir=None, num_classes=4):  # TEMP until data/ has it
-  import os  # pylint: disable=import-outside-toplevel
-  from trainer import files  # pylint: disable=import-outside-toplevel
-  data_dir = os.path.join(files.cache_dir(cache_dir), f'synthetic-{num_classes}')
-  prepare.prepare_once(data_dir, source='synthetic', num_classes=num_classes, workers=1)
-  return data_dir
-
-
-synthetic_data_dir = gin.external_configurable(_synthetic_data_dir,
+synthetic_data_dir = gin.external_configurable(prepare.synthetic_data_dir,
                                                'synthetic_data_dir')
 
 
