@@ -38,8 +38,9 @@ BEST_MODEL, FINAL_MODEL = 'best_model.keras', 'final_model.keras'
 
 @contextlib.contextmanager
 def process_settings(run: RunConfig, seed: int) -> Iterator[None]:
-  """The run's dtype policy, seeds and op determinism, undone on exit
-  (the seeds stay drawn)."""
+  """The run's dtype policy, seeds and op determinism; the policy is put
+  back on exit. The seeds stay drawn, and op determinism stays on once
+  turned on (TensorFlow has no public way to turn it off)."""
   policy = keras.mixed_precision.dtype_policy()
   keras.mixed_precision.set_dtype_policy(run.mixed_precision)
   keras.utils.set_random_seed(seed)
@@ -49,8 +50,6 @@ def process_settings(run: RunConfig, seed: int) -> Iterator[None]:
     yield
   finally:
     keras.mixed_precision.set_dtype_policy(policy)
-    if run.deterministic:
-      tf.config.experimental.disable_op_determinism()
 
 
 def weights_fingerprint(weights) -> str:
