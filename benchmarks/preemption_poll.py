@@ -101,7 +101,8 @@ def main() -> None:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', TF_CONFIG=json.dumps({
         'cluster': {'worker': addresses},
         'task': {'type': 'worker', 'index': index}}))
-    processes.append(subprocess.Popen(
+    # Both must run at once; `communicate` below waits for each.
+    processes.append(subprocess.Popen(  # pylint: disable=consider-using-with
         [sys.executable, __file__, '--worker', f'--steps={args.steps}',
          f'--rounds={args.rounds}'], env=env, stdout=subprocess.PIPE,
         text=True))

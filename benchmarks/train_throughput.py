@@ -25,9 +25,13 @@ import keras
 import tensorflow as tf
 
 from trainer.data.prepare import prepare
+from trainer.data.sampling import Sampling
 from trainer.training import factories
 from trainer.training import inputs as inputs_lib
-from trainer.training.loop import compile_model
+from trainer.training.cluster import Cluster
+from trainer.training.config import InputsConfig
+from trainer.training.config import ModelConfig
+from trainer.training.config import OptimizerConfig
 
 CONFIGS = {
     'quickstart (a0, 8x64x64)': dict(image_size=64, frame_step=2),
@@ -61,16 +65,20 @@ class StepTimer(keras.callbacks.Callback):
 
 def measure(data_dir: str, rounds: int, image_size: int, frame_step: int):
   """Median seconds per step: (through the pipeline, from one batch in RAM)."""
-  strategy = tf.distribute.OneDeviceStrategy('/cpu:0')
-  inputs = inputs_lib.build_inputs(
-      data_dir=data_dir, batch_size=8, num_frames=8, frame_step=frame_step,
-      image_size=image_size, flip=False)
+  cluster = Cluster(tf.distribute.OneDeviceStrategy('/cpu:0'))
+  strategy = cluster.strategy
+  inputs = inputs_lib.VideoInputs.read(InputsConfig(
+      data_dir, batch_size=8, sampling=Sampling(
+          num_frames=8, frame_step=frame_step, image_size=image_size,
+          flip=False)), cluster)
   steps = inputs.steps_per_epoch
   with strategy.scope():
-    model = factories.build_model(num_classes=inputs.num_classes,
-                                  model_id='a0')
-    compile_model(model, factories.build_optimizer(steps, steps * rounds),
-                  inputs.num_classes)
+    model = factories.build_model(ModelConfig(model_id='a0'),
+                                  inputs.num_classes)
+    factories.compile_model(
+        model, factories.build_optimizer(OptimizerConfig(), steps,
+                                         steps * rounds),
+        inputs.num_classes)
   first = next(iter(inputs.train_dataset(strategy, seed=0, epoch=0,
                                          deterministic=False)))
   batch = tf.nest.map_structure(lambda x: x.values[0] if hasattr(

@@ -50,7 +50,6 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
 from absl import app
 from absl import flags
 from absl import logging
-import gin
 import tensorflow as tf
 
 from trainer import command_line

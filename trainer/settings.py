@@ -43,7 +43,7 @@ def _describe(expected) -> str:
   """'an int', 'a float', 'a str or None', ... for an annotation."""
   if typing.get_origin(expected) in (Union, types.UnionType):
     return ' or '.join(_describe(a) for a in typing.get_args(expected))
-  if expected is type(None):
+  if expected is types.NoneType:
     return 'None'
   name = getattr(typing.get_origin(expected) or expected, '__name__',
                  str(expected))
@@ -52,12 +52,13 @@ def _describe(expected) -> str:
 
 
 def _is_instance(value, expected) -> bool:
+  """Whether `value` is of the annotation `expected` (see `check_types`)."""
   if expected is Any:
     return True
   origin = typing.get_origin(expected)
   if origin in (Union, types.UnionType):
     return any(_is_instance(value, a) for a in typing.get_args(expected))
-  if expected is type(None):
+  if expected is types.NoneType:
     return value is None
   if expected is bool:
     return isinstance(value, bool)

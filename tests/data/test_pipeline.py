@@ -11,7 +11,6 @@ from tests.data.clips import frame
 from tests.data.clips import frame_indices
 from tests.data.clips import write_prepared
 from trainer import settings
-from trainer.data import pipeline
 from trainer.data import schema
 from trainer.data import shard_reader
 from trainer.data.manifest import Manifest
@@ -246,7 +245,8 @@ def test_an_epoch_is_fixed_and_skip_steps_resumes_it(tmp_path, deterministic):
 
 
 # What the pipeline gave before its split into `train_dataset` and
-# `eval_dataset` (`build_dataset(..., training=True)`), for the data of
+# `eval_dataset` (`build_dataset(..., training=True)`, pinned from it before
+# it was removed), for the data of
 # `test_resumed_epochs_give_the_clips_they_always_gave`: per clip, its label,
 # frame indices, and the red of the left and right columns and the green of
 # the top and bottom rows of its first frame (0..255), which place the crop
@@ -318,25 +318,3 @@ def test_resumed_epochs_give_the_clips_they_always_gave(
   assert [clip[:2] for clip in found] == [clip[:2] for clip in expected]
   np.testing.assert_allclose([clip[2:] for clip in found],
                              [clip[2:] for clip in expected], atol=3)
-
-
-def test_compatibility_wrappers_give_the_same_batches(prepared):
-  # Compatibility: removed once trainer/training switches.
-  data_dir = prepared.data_dir
-  assert pipeline.read_manifest(data_dir) == prepared.to_json()
-  pipeline.check_manifest(data_dir, pipeline.read_manifest(data_dir))
-  assert pipeline.RESIZE_MODES == ('crop', 'pad')
-  sampling = dict(num_frames=2, frame_step=3, image_size=SIZE)
-  old = pipeline.build_dataset(data_dir, 'train', training=True, batch_size=2,
-                               seed=5, epoch=1, deterministic=True,
-                               **sampling)
-  new = train_dataset(prepared, 'train', Sampling(**sampling), batch_size=2,
-                      seed=5, epoch=1, deterministic=True)
-  for got, expected in zip(collect(old), collect(new)):
-    np.testing.assert_array_equal(got, expected)
-  old = pipeline.build_dataset(data_dir, 'train', training=False,
-                               batch_size=4, eval_clips=2, **sampling)
-  new = eval_dataset(prepared, 'train', Sampling(**sampling), batch_size=4,
-                     clips=2)
-  for got, expected in zip(collect(old), collect(new)):
-    np.testing.assert_array_equal(got, expected)

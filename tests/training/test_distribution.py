@@ -37,7 +37,7 @@ from tensorboard.util import tensor_util
 from tests.training import run_helpers as runs
 from trainer.training import cluster
 from trainer.training import multi_worker
-from trainer.training.checkpointing import EXIT_PREEMPTED
+from trainer.training.preemption import EXIT_PREEMPTED
 
 pytestmark = pytest.mark.slow(minutes=5)  # the module, on 2 cores
 

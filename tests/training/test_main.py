@@ -15,7 +15,7 @@ from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.util import tensor_util
 
 from tests.training import run_helpers as runs
-from trainer.training.checkpointing import EXIT_INTERRUPTED
+from trainer.training.preemption import EXIT_INTERRUPTED
 
 pytestmark = pytest.mark.slow(minutes=3.5)  # the module, on 2 cores
 XDIST_GROUP = 'reference_run'  # with test_bad_input.py

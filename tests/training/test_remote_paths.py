@@ -8,6 +8,7 @@ resume to 4, evaluate with --mode=eval) in one subprocess and lists what
 the model_dir holds.
 """
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -95,7 +96,7 @@ def test_nothing_is_written_to_the_local_disk_under_the_ram_path(ram_run):
 def test_outputs_written_in_process_to_ram_read_back():
   # ram:// is in this process's memory too: the writers read back as is.
   model_dir = f'ram://movinet-{uuid.uuid4().hex[:12]}/run'
-  identity = {'model_id': 'a0', 'seed': 1}
+  identity = run_identity.RunIdentity(model_id='a0', seed=1)
   run_identity.write(model_dir, identity)
   assert run_identity.read(model_dir) == identity
 
@@ -107,7 +108,7 @@ def test_outputs_written_in_process_to_ram_read_back():
       np.array([[0.9, 0.1], [0.2, 0.8]]), np.array([0, 0]), ['a', 'b'])
   png = evaluation.write_eval_outputs(metrics, f'{model_dir}/eval')
   with tf.io.gfile.GFile(f'{model_dir}/eval/metrics.json') as f:
-    assert json.load(f) == metrics
+    assert json.load(f) == dataclasses.asdict(metrics)
   with tf.io.gfile.GFile(f'{model_dir}/eval/confusion_matrix.png', 'rb') as f:
     assert f.read() == png
 

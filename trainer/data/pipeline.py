@@ -26,7 +26,6 @@ How a record becomes a clip is in `clip_ops`; which records each input
 pipeline reads, in `shard_reader`.
 """
 
-import dataclasses
 from typing import Any, Optional
 
 import tensorflow as tf
@@ -36,7 +35,6 @@ from trainer.data import clip_ops
 from trainer.data import shard_reader
 from trainer.data.manifest import Manifest
 from trainer.data.manifest import Shard
-from trainer.data import sampling as sampling_lib
 from trainer.data.sampling import Sampling
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -204,45 +202,3 @@ def eval_dataset(manifest: Manifest, split: str, sampling: Sampling, *,
           record, path, sampling, clips, manifest.num_classes),
       num_parallel_calls=AUTOTUNE, deterministic=True)
   return _batched(videos, batch_size, drop_remainder, True)
-
-
-# Compatibility: removed once trainer/training switches.
-RESIZE_MODES = sampling_lib.RESIZE_MODES
-
-
-# Compatibility: removed once trainer/training switches.
-def read_manifest(data_dir: str) -> dict[str, Any]:
-  """`Manifest.read(data_dir)`, as its JSON object."""
-  return Manifest.read(data_dir).to_json()
-
-
-# Compatibility: removed once trainer/training switches.
-def check_manifest(data_dir: str, manifest: dict[str, Any]) -> None:
-  """`Manifest.check_files` of the JSON object `manifest` of `data_dir`."""
-  Manifest.from_json(manifest, data_dir).check_files()
-
-
-# Compatibility: removed once trainer/training switches.
-def build_dataset(data_dir: str, split: str, *, training: bool,
-                  batch_size: int, seed: Optional[int] = None,
-                  epoch: Optional[int] = None, eval_clips: int = 1,
-                  drop_remainder: Optional[bool] = None,
-                  **options) -> tf.data.Dataset:
-  """`train_dataset` or `eval_dataset` of `data_dir`, as keywords.
-
-  `options` are the fields of `Sampling` and the other keywords of
-  `train_dataset`. Training without a `seed` or an `epoch` reads epoch 0
-  of seed 0 (reshuffling on every pass is gone); evaluation takes no
-  `input_context`, and training always drops the last partial batch.
-  """
-  fields = {field.name for field in dataclasses.fields(Sampling)}
-  sampling = Sampling(**{k: v for k, v in options.items() if k in fields})
-  rest = {k: v for k, v in options.items() if k not in fields}
-  manifest = Manifest.read(data_dir)
-  if training:
-    return train_dataset(manifest, split, sampling, batch_size=batch_size,
-                         seed=seed or 0, epoch=epoch or 0, **rest)
-  rest.pop('deterministic', None)
-  return eval_dataset(manifest, split, sampling, batch_size=batch_size,
-                      clips=eval_clips, drop_remainder=bool(drop_remainder),
-                      **rest)

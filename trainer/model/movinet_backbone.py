@@ -44,6 +44,7 @@ class MovinetBackbone(keras.Model):
   `(batch, 1, 1, 1, project_filters)` for '3d' pooling.
   """
 
+  # Every argument is kept by `keep_arguments`, some only for later use.
   def __init__(self,
                model_id: str = 'a0',
                causal: bool = False,
@@ -61,6 +62,7 @@ class MovinetBackbone(keras.Model):
                stochastic_depth_drop_rate: float = 0.0,
                average_pooling_type: str = '3d',
                **kwargs):
+    # pylint: disable=unused-argument
     super().__init__(**kwargs)
     keep_arguments(self, locals())
     self.spec = block_specs.get_architecture(model_id)

@@ -33,6 +33,7 @@ class SqueezeExcitation(keras.layers.Layer):
   cumulative mean, so frame `t` only sees frames `<= t`.
   """
 
+  # Every argument is kept by `keep_arguments`, some only for later use.
   def __init__(self,
                hidden_filters: int,
                se_type: str = '3d',
@@ -46,6 +47,7 @@ class SqueezeExcitation(keras.layers.Layer):
                bias_regularizer=None,
                state_prefix: str = '',
                **kwargs):
+    # pylint: disable=unused-argument
     super().__init__(**kwargs)
     keep_arguments(self, locals())
     activations.get_activation(gating_activation, 'gating_activation')
