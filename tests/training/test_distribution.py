@@ -228,7 +228,9 @@ def _variables_at(model_dir, step):
 
 def test_two_workers_killed_preempted_and_resumed_match_one_process(
     one_process, data_dir, env, tmp_path):
-  bindings = _bindings(data_dir, **{'run.validate': False})
+  # The workers ask each other about SIGTERM every 3 steps (a collective op).
+  bindings = _bindings(data_dir, **{'run.validate': False,
+                                    'run.preemption_poll_steps': 3})
   model_dir = tmp_path / 'run'
 
   # A worker is killed: the other stops with a clear error, in bounded time.
@@ -259,6 +261,7 @@ def test_two_workers_killed_preempted_and_resumed_match_one_process(
   steps = [int(re.search(r'Stopped by SIGTERM at global step (\d+)',
                          output).group(1)) for output in outputs]
   assert resumed_from < steps[0] == steps[1] < STEPS, (resumed_from, steps)
+  assert steps[0] % 3 == 0, steps  # where they asked
   expected, measured = _losses(one_process), _losses(model_dir)
   assert sorted(measured) == [s for s in sorted(expected) if s <= steps[0]]
   for step, loss in measured.items():
