@@ -205,3 +205,15 @@ def save_model(model, path: str) -> None:
     raise OSError(f'Could not save {path}: {reason(error)}. Free space there '
                   '(or fix the cause) and rerun the same command to '
                   'resume.') from error
+
+
+def checkpoint_reader(prefix: str):
+  """A reader of the TensorFlow checkpoint `prefix` (local or `gs://`).
+
+  Not `tf.train.load_checkpoint`, which first asks whether `prefix` is a
+  directory: a file system without real directories (TensorFlow's ram://,
+  which the tests use in place of gs://) says yes to any prefix of a file's
+  name ('ckpt-2' of 'ckpt-2.index').
+  """
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  return tf.compat.v1.train.NewCheckpointReader(prefix)

@@ -20,6 +20,7 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from trainer import files
 from trainer.model.checkpoint_source import resolve_checkpoint
 from trainer.model.conv_block import ConvBlock
 from trainer.model.movinet_classifier import MovinetClassifier
@@ -165,10 +166,7 @@ def load_official_checkpoint(model: MovinetClassifier,
                      '(build_movinet_classifier returns a built model).')
   prefix = resolve_checkpoint(source, cache_dir=cache_dir)
   try:
-    # Not tf.train.load_checkpoint: it asks first whether `prefix` is a
-    # directory, which a filesystem without real directories (ram://)
-    # affirms for any prefix of a file name.
-    reader = tf.compat.v1.train.NewCheckpointReader(prefix)
+    reader = files.checkpoint_reader(prefix)
     shapes = reader.get_variable_to_shape_map()
   except (tf.errors.OpError, ValueError) as error:
     raise ValueError(f'Cannot read checkpoint {source!r} ({prefix}): '

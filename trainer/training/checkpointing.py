@@ -7,11 +7,11 @@ the epoch and the steps done in it. The training data of an epoch is a fixed
 sequence (`VideoInputs.train_dataset`), so resuming at that position trains
 on exactly the batches not trained on yet, none twice and none skipped.
 
-Saving: every `every_steps` steps, at each epoch's end, and when SIGTERM
-arrives (how preemptible VMs and TPU VMs announce preemption; the run then
-stops with exit status `EXIT_PREEMPTED`). A SIGKILL therefore loses at most
-`every_steps` steps. TensorFlow writes a checkpoint's files under temporary
-names and renames them into place.
+Saving: the run's callback (`callback.RunCallback`) saves every
+`run.checkpoint_every_steps` steps, at each epoch's end, and when SIGTERM
+arrives (`preemption`). A SIGKILL therefore loses at most
+`run.checkpoint_every_steps` steps. TensorFlow writes a checkpoint's files
+under temporary names and renames them into place.
 
 Damaged state: the newest checkpoint that can be read is used, whatever the
 `checkpoint` state file says (a preemption in the middle of a save to a
@@ -68,17 +68,6 @@ class Progress:
     return self.epoch * self.steps_per_epoch + self.step_in_epoch
 
 
-def _reader(prefix: str):
-  """A reader of the checkpoint `prefix`.
-
-  Not `tf.train.load_checkpoint`, which first asks whether `prefix` is a
-  directory: a file system without real directories (TensorFlow's ram://,
-  which the tests use in place of gs://) says yes to any prefix of a file's
-  name ('ckpt-2' of 'ckpt-2.index').
-  """
-  return tf.compat.v1.train.NewCheckpointReader(prefix)
-
-
 def _numbered_files(directory: str) -> dict[int, list[str]]:
   """The files (and temporary folders) of each checkpoint, by step."""
   if not tf.io.gfile.isdir(directory):
@@ -95,7 +84,7 @@ def _numbered_files(directory: str) -> dict[int, list[str]]:
 def _check_readable(prefix: str) -> None:
   """Raises tf.errors.OpError or KeyError unless `prefix` can be read:
   its index, and its position and identity values from the data files."""
-  reader = _reader(prefix)
+  reader = files.checkpoint_reader(prefix)
   for key in _PROGRESS_KEYS:
     reader.get_tensor(f'progress/{key}{_VALUE_SUFFIX}')
   if reader.has_tensor(_IDENTITY_KEY):
@@ -125,7 +114,7 @@ def read_identity(model_dir: str) -> Optional[run_identity.RunIdentity]:
   latest, _ = _newest_readable(os.path.join(model_dir, CHECKPOINT_DIR))
   if not latest:
     return None
-  reader = _reader(latest)
+  reader = files.checkpoint_reader(latest)
   if not reader.has_tensor(_IDENTITY_KEY):
     return None
   return run_identity.RunIdentity.from_json(
@@ -197,7 +186,7 @@ class TrainingCheckpoint:
     progress = Progress(steps_per_epoch)
     latest = self.latest()
     if latest:
-      reader = _reader(latest)
+      reader = files.checkpoint_reader(latest)
       for key in _PROGRESS_KEYS:
         value = reader.get_tensor(f'progress/{key}{_VALUE_SUFFIX}')
         setattr(progress, key, type(getattr(progress, key))(value))
@@ -212,7 +201,7 @@ class TrainingCheckpoint:
       return
     # Checkpoint keys escape '.' in object names as '..'.
     saved = {name[len('model/'):-len(_VALUE_SUFFIX)].replace('..', '.'): shape
-             for name, shape in _reader(latest)
+             for name, shape in files.checkpoint_reader(latest)
              .get_variable_to_shape_map().items()
              if name.startswith('model/') and name.endswith(_VALUE_SUFFIX)}
     wanted = {name: list(variable.shape)
@@ -250,8 +239,8 @@ class TrainingCheckpoint:
       }
       objects['progress'] = tf.train.Checkpoint(**self._progress_variables)
       latest = self.latest()
-      if self.identity is not None and (
-          not latest or _reader(latest).has_tensor(_IDENTITY_KEY)):
+      if self.identity is not None and (not latest or files.checkpoint_reader(
+          latest).has_tensor(_IDENTITY_KEY)):
         objects['run'] = tf.train.Checkpoint(identity=tf.Variable(
             json.dumps(self.identity.to_json(), sort_keys=True),
             trainable=False))

@@ -3,7 +3,7 @@
 `predict_clips` runs a model over a finite eval dataset in one pass (labels
 are carried through `model.predict`, so no video is decoded twice) and works
 inside and outside a `tf.distribute` strategy scope. `compute_metrics` turns
-the probabilities into a JSON-ready dict, `confusion_matrix_png` draws its
+the probabilities into `EvalMetrics`, `confusion_matrix_png` draws its
 confusion matrix and `write_eval_outputs` stores both atomically (local or
 `gs://`).
 """
