@@ -1,12 +1,13 @@
-"""The typed experiment config: each part checks itself when made, and gin
-binds it at the edge (`trainer.configure`) under the names users type."""
+"""The typed experiment config: each part checks itself when made.
+
+How gin binds it (`trainer.configure`) is tested in a fresh process, in
+`test_gin_files.py`.
+"""
 
 import dataclasses
 
 import pytest
 
-from trainer import configure
-from trainer import main
 from trainer import settings
 from trainer.data.sampling import Sampling
 from trainer.training.config import ExperimentConfig
@@ -134,35 +135,3 @@ def test_hparams_name_every_scalar_setting_as_users_bind_it():
   assert hparams['run.epochs'] == 10
   assert 'run.seed' not in hparams  # None: not a scalar TensorBoard shows
   assert all(isinstance(v, (bool, int, float, str)) for v in hparams.values())
-
-
-def _config(*bindings):
-  return configure.experiment_config(
-      [main.resolve_gin_file('quickstart.gin')],
-      ["build_inputs.data_dir = '/data/x'", *bindings],
-      search_paths=[main.GIN_DIR])
-
-
-def test_gin_binds_the_typed_config():
-  config = _config('build_inputs.num_frames = 4', 'run.epochs = 2',
-                   "build_optimizer.name = 'sgd'")
-  assert config.inputs.data_dir == '/data/x'
-  assert config.inputs.batch_size == 8                # quickstart.gin
-  assert config.inputs.sampling.num_frames == 4       # the binding
-  assert config.inputs.sampling.eval_resize == 'crop'  # the default
-  assert config.model.norm_momentum == 0.9
-  assert config.optimizer.name == 'sgd'
-  assert config.run.epochs == 2
-  assert 'build_inputs.num_frames = 4' in configure.operative_config()
-
-
-def test_a_gin_setting_error_is_renamed_as_bound():
-  with pytest.raises(settings.SettingError) as error:
-    _config("build_inputs.batch_size = 'four'")
-  assert str(configure.setting_error(error.value)) == (
-      "build_inputs.batch_size='four' must be an int")
-
-
-def test_gin_refuses_a_setting_the_config_lacks():
-  with pytest.raises(ValueError, match='build_inputs.*batchsize'):
-    _config('build_inputs.batchsize = 4')

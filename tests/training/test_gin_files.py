@@ -1,4 +1,5 @@
-"""Every gin file parses against the real configurables and has a header.
+"""Every gin file parses against the real configurables, has a header and
+makes a valid typed experiment config.
 
 Parsing runs in a fresh process, as `movinet-train` does: in the test
 process tf-models-official (the model tests' oracle) registers configurables
@@ -36,6 +37,20 @@ CASES = [(f'parse:{f}', [f], [DATA_DIR], []) for f in GIN_FILES] + [
      ['build_model.stream', '%PRETRAINED', 'build_inputs.frame_step'])] + [
     (f'recipe:{f}', [f], [DATA_DIR], _RECIPE)
     for f in ('ucf101_a0_tutorial.gin', 'ucf101_a0_transfer.gin')]
+# (name, gin files, bindings): made into `ExperimentConfig` by
+# `configure.experiment_config`, as `movinet-train` makes it.
+_LOCAL_DATA = "build_inputs.data_dir = '/data/x'"  # not the synthetic cache
+TYPED_CASES = [(f'typed:{f}', [f], [DATA_DIR, _LOCAL_DATA])
+               for f in GIN_FILES if not f.startswith('platforms/')] + [
+    ('typed:bound', ['quickstart.gin'],
+     [_LOCAL_DATA, 'build_inputs.num_frames = 4', 'run.epochs = 2',
+      "build_optimizer.name = 'sgd'"]),
+    ('typed:wrong_type', ['quickstart.gin'],
+     [_LOCAL_DATA, "build_inputs.batch_size = 'four'"]),
+    ('typed:out_of_range', ['quickstart.gin'],
+     [_LOCAL_DATA, 'run.keep_checkpoints = 0']),
+    ('typed:unknown_setting', ['quickstart.gin'],
+     [_LOCAL_DATA, 'build_inputs.batchsize = 4'])]
 
 _PARSE = r'''
 import json, sys
@@ -53,6 +68,19 @@ for name, files, bindings, queries in json.loads(sys.argv[1]):
     results[name] = {q: gin.query_parameter(q) for q in queries}
   except Exception as error:
     results[name] = {'error': str(error).splitlines()[0]}
+from trainer import configure, settings
+import dataclasses
+for name, files, bindings in json.loads(sys.argv[2]):
+  try:
+    config = configure.experiment_config(
+        [main.resolve_gin_file(f) for f in files], bindings,
+        search_paths=[main.GIN_DIR])
+    results[name] = {'config': dataclasses.asdict(config),
+                     'operative': configure.operative_config()}
+  except settings.SettingError as error:
+    results[name] = {'error': str(configure.setting_error(error))}
+  except Exception as error:
+    results[name] = {'error': str(error).splitlines()[0]}
 print(json.dumps({'default': main.DEFAULT_GIN_FILE, 'results': results}))
 '''
 
@@ -60,7 +88,8 @@ print(json.dumps({'default': main.DEFAULT_GIN_FILE, 'results': results}))
 @pytest.fixture(scope='module')
 def parsed():
   result = subprocess.run(
-      [sys.executable, '-c', _PARSE, json.dumps(CASES)], capture_output=True,
+      [sys.executable, '-c', _PARSE, json.dumps(CASES),
+       json.dumps(TYPED_CASES)], capture_output=True,
       text=True, timeout=300,
       env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3'))
   assert result.returncode == 0, result.stderr[-3000:]
@@ -124,3 +153,33 @@ _K600_A0 = ('https://storage.googleapis.com/tf_model_garden/vision/movinet/'
 ])
 def test_ucf101_recipes(name, expected, parsed):
   assert parsed['results'][f'recipe:{name}'] == dict(zip(_RECIPE, expected))
+
+
+@pytest.mark.parametrize('name', [n[len('typed:'):] for n, _, _ in TYPED_CASES
+                                  if n[len('typed:'):] in GIN_FILES])
+def test_every_experiment_file_makes_a_typed_config(name, parsed):
+  result = parsed['results'][f'typed:{name}']
+  assert 'error' not in result, result
+  assert result['config']['inputs']['data_dir'] == '/data/x'
+
+
+def test_gin_binds_the_typed_config(parsed):
+  result = parsed['results']['typed:bound']
+  config = result['config']
+  assert config['inputs']['batch_size'] == 8                # quickstart.gin
+  assert config['inputs']['sampling']['num_frames'] == 4    # the binding
+  assert config['inputs']['sampling']['eval_resize'] == 'crop'  # default
+  assert config['model']['norm_momentum'] == 0.9
+  assert config['optimizer']['name'] == 'sgd'
+  assert config['run']['epochs'] == 2
+  assert 'build_inputs.num_frames = 4' in result['operative']
+
+
+@pytest.mark.parametrize('case, message', [
+    ('wrong_type', "build_inputs.batch_size='four' must be an int"),
+    ('out_of_range', 'run.keep_checkpoints=0 must be at least 1'),
+    ('unknown_setting',
+     "Configurable 'build_inputs' doesn't have a parameter named 'batchsize'"),
+])
+def test_a_bad_binding_is_named_as_bound(case, message, parsed):
+  assert parsed['results'][f'typed:{case}']['error'].startswith(message)
