@@ -6,6 +6,8 @@ import random
 import re
 import shutil
 import signal
+import subprocess
+import sys
 import time
 
 import keras
@@ -84,6 +86,33 @@ def test_train_and_eval_writes_every_output(reference):
   model = keras.saving.load_model(reference / 'final_model.keras')
   logits = model.predict(np.zeros((1, 4, 32, 32, 3), np.float32), verbose=0)
   assert logits.shape == (1, 4)
+
+
+_LOAD_ALONE = r'''
+import json, sys
+import keras
+import numpy as np
+import trainer.model
+model = keras.saving.load_model(sys.argv[1])
+logits = model.predict(np.zeros((1, 4, 32, 32, 3), np.float32), verbose=0)
+print(json.dumps({'shape': list(logits.shape),
+                  'loaded': sorted(m for m in sys.modules
+                                   if m.startswith('trainer.'))}))
+'''
+
+
+def test_the_final_model_loads_with_trainer_model_alone(reference, env):
+  # A fresh process, as a user's inference script: nothing of the trainer
+  # but `trainer.model` (which registers the layers and the loss).
+  result = subprocess.run(
+      [sys.executable, '-c', _LOAD_ALONE, str(reference / 'final_model.keras')],
+      env=env, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  loaded = json.loads(result.stdout.strip().splitlines()[-1])
+  assert loaded['shape'] == [1, 4]
+  assert loaded['loaded'] and all(
+      m.startswith('trainer.model') or m in ('trainer.files',)
+      for m in loaded['loaded']), loaded['loaded']
 
 
 def _checkpoint_steps(model_dir):
