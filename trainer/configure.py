@@ -29,11 +29,12 @@ from trainer.training import config as config_lib
 
 def _signature(*classes) -> inspect.Signature:
   """Keyword-only parameters: the fields of `classes` with their defaults
-  (`gin.REQUIRED` for a field without one), except nested settings."""
+  (`gin.REQUIRED` for a field without one), except `InputsConfig.sampling`,
+  whose own fields are bound instead."""
   parameters = []
   for cls in classes:
     for field in dataclasses.fields(cls):
-      if dataclasses.is_dataclass(field.type) or field.name == 'sampling':
+      if field.name == 'sampling':
         continue
       default = (gin.REQUIRED if field.default is dataclasses.MISSING
                  else field.default)

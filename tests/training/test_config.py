@@ -100,7 +100,7 @@ def test_clips_beyond_memory_are_refused_with_the_arithmetic():
     config.check_memory(num_replicas=1, num_workers=1, memory_bytes=24 * GIB)
   # 8 clips x 100000 frames x 172 x 172 x 3 x 4 bytes = 264.5 GiB.
   assert str(error.value) == (
-      'InputsConfig.num_frames=100000 makes one batch of this worker 8 '
+      'Sampling.num_frames=100000 makes one batch of this worker 8 '
       'clips x 100000 frames x 172 x 172 pixels x 3 colours x 4 bytes = '
       '264.5 GiB, more than the 24.0 GiB of memory of this machine; lower '
       'num_frames, image_size or the batch size')
@@ -135,3 +135,14 @@ def test_hparams_name_every_scalar_setting_as_users_bind_it():
   assert hparams['run.epochs'] == 10
   assert 'run.seed' not in hparams  # None: not a scalar TensorBoard shows
   assert all(isinstance(v, (bool, int, float, str)) for v in hparams.values())
+
+
+def test_describe_lists_every_setting_as_a_gin_binding():
+  lines = ExperimentConfig(InputsConfig('d')).describe().splitlines()
+  assert "build_inputs.data_dir = 'd'" in lines
+  assert 'build_inputs.num_frames = 8' in lines
+  assert 'run.seed = None' in lines
+  assert len(lines) == sum(
+      len(dataclasses.fields(part)) for part in (
+          InputsConfig, Sampling, ModelConfig, OptimizerConfig,
+          RunConfig)) - 1  # InputsConfig.sampling: its own fields instead

@@ -75,8 +75,12 @@ for name, files, bindings in json.loads(sys.argv[2]):
     config = configure.experiment_config(
         [main.resolve_gin_file(f) for f in files], bindings,
         search_paths=[main.GIN_DIR])
+    operative = configure.operative_config()
+    # What `run` writes for a config made in Python, read back by gin.
+    again = configure.experiment_config([], config.describe().splitlines())
     results[name] = {'config': dataclasses.asdict(config),
-                     'operative': configure.operative_config()}
+                     'operative': operative,
+                     'described': dataclasses.asdict(again)}
   except settings.SettingError as error:
     results[name] = {'error': str(configure.setting_error(error))}
   except Exception as error:
@@ -161,6 +165,7 @@ def test_every_experiment_file_makes_a_typed_config(name, parsed):
   result = parsed['results'][f'typed:{name}']
   assert 'error' not in result, result
   assert result['config']['inputs']['data_dir'] == '/data/x'
+  assert result['described'] == result['config']
 
 
 def test_gin_binds_the_typed_config(parsed):

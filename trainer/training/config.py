@@ -29,10 +29,6 @@ POLICIES = ('float32', 'mixed_float16', 'mixed_bfloat16')
 _FLOAT32_BYTES = 4
 
 
-def _check(instance) -> None:
-  settings.check_types(instance)
-
-
 @dataclasses.dataclass(frozen=True)
 class InputsConfig:
   """Where the clips come from, how they are batched and sampled.
@@ -63,7 +59,7 @@ class InputsConfig:
   sampling: Sampling = Sampling()
 
   def __post_init__(self):
-    _check(self)
+    settings.check_types(self)
     settings.check_at_least(self, 1, 'batch_size', 'per_replica_batch_size',
                             'eval_batch_size', 'eval_clips', 'shuffle_buffer')
 
@@ -103,10 +99,9 @@ class InputsConfig:
     name = max((('num_frames', sampling.num_frames / 8),
                 ('image_size', (sampling.image_size / 172)**2),
                 ('batch_size', clips / 8)), key=lambda item: item[1])[0]
-    value = (self.batch_size if name == 'batch_size'
-             else getattr(sampling, name))
+    owner = self if name == 'batch_size' else sampling
     raise settings.SettingError(
-        type(self).__name__, name, value,
+        type(owner).__name__, name, getattr(owner, name),
         f'makes one batch of this worker {clips} clips x '
         f'{sampling.num_frames} frames x {sampling.image_size} x '
         f'{sampling.image_size} pixels x 3 colours x 4 bytes = '
@@ -150,7 +145,7 @@ class ModelConfig:
   stochastic_depth_drop_rate: Optional[float] = None
 
   def __post_init__(self):
-    _check(self)
+    settings.check_types(self)
     settings.check_choice(self, 'model_id', MODEL_IDS)
     if not 0.0 <= self.dropout_rate < 1.0:
       raise settings.SettingError(type(self).__name__, 'dropout_rate',
@@ -187,7 +182,7 @@ class OptimizerConfig:
   clipnorm: Optional[float] = None
 
   def __post_init__(self):
-    _check(self)
+    settings.check_types(self)
     settings.check_choice(self, 'name', OPTIMIZERS)
     settings.check_choice(self, 'schedule', SCHEDULES)
     if self.learning_rate <= 0:
@@ -239,7 +234,7 @@ class RunConfig:
   preemption_poll_steps: int = 10
 
   def __post_init__(self):
-    _check(self)
+    settings.check_types(self)
     settings.check_choice(self, 'mixed_precision', POLICIES)
     settings.check_at_least(self, 1, 'epochs', 'train_steps',
                             'checkpoint_every_steps', 'keep_checkpoints',
@@ -258,19 +253,27 @@ class ExperimentConfig:
   optimizer: OptimizerConfig = OptimizerConfig()
   run: RunConfig = RunConfig()
 
-  def hparams(self) -> dict[str, Any]:
-    """Every scalar setting, named as users set it, for TensorBoard."""
+  def settings(self) -> dict[str, Any]:
+    """Every setting, named as users set it (`build_inputs.batch_size`)."""
     values = {}
-    for part, owner in ((self.inputs, InputsConfig),
-                        (self.inputs.sampling, InputsConfig),
-                        (self.model, ModelConfig),
-                        (self.optimizer, OptimizerConfig),
-                        (self.run, RunConfig)):
+    for part in (self.inputs, self.inputs.sampling, self.model,
+                 self.optimizer, self.run):
       for field in dataclasses.fields(part):
-        value = getattr(part, field.name)
-        if isinstance(value, (bool, int, float, str)):
-          values[f'{SETTING_NAMES[owner.__name__]}.{field.name}'] = value
-    return values
+        if not dataclasses.is_dataclass(getattr(part, field.name)):
+          values[f'{SETTING_NAMES[type(part).__name__]}.{field.name}'] = (
+              getattr(part, field.name))
+    return dict(sorted(values.items()))
+
+  def hparams(self) -> dict[str, Any]:
+    """The settings TensorBoard's HParams can show (scalars, not None)."""
+    return {name: value for name, value in self.settings().items()
+            if isinstance(value, (bool, int, float, str))}
+
+  def describe(self) -> str:
+    """The settings as gin bindings, one a line (a gin file that
+    `movinet-train --gin_file` reads back)."""
+    return ''.join(f'{name} = {value!r}\n'
+                   for name, value in self.settings().items())
 
 
 # The name each part is set by, e.g. `build_inputs.batch_size = 16`.

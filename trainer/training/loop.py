@@ -46,8 +46,8 @@ def run(config: ExperimentConfig, cluster: Cluster, model_dir: str,
     model_dir: where everything of the run goes (see the module docstring).
     mode: 'train', 'eval' (the newest checkpoint) or 'train_and_eval'.
     config_text: the settings as the user wrote them (the operative gin
-      config), kept in `model_dir` and TensorBoard; the config's own
-      description if None.
+      config), kept in `model_dir` and TensorBoard; `config.describe()`
+      if None.
 
   Returns:
     The evaluation metrics if evaluated, else None.
@@ -69,7 +69,8 @@ def run(config: ExperimentConfig, cluster: Cluster, model_dir: str,
     trainer = Trainer(config, cluster, inputs, model_dir, write_dir, identity)
     _check_model_dir(write_dir)  # the first write
     run_identity.write(write_dir, identity)
-    trained = mode != 'eval' and trainer.train(config_text or repr(config))
+    trained = mode != 'eval' and trainer.train(config_text
+                                               or config.describe())
     if not trained:
       trainer.restore_weights()
     if mode != 'eval':
