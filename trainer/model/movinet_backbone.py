@@ -158,14 +158,15 @@ class MovinetBackbone(keras.Model):
     """Names and shapes of the stream states for a video of `input_shape`.
 
     Args:
-      input_shape: `(batch, frames, height, width, 3)` of one chunk.
+      input_shape: `(batch, frames, height, width, 3)` of one chunk: ints,
+        or an int32 tensor of 5 (an exported model's `init_states`).
     """
-    batch, _, height, width, _ = input_shape
+    batch, height, width = input_shape[0], input_shape[2], input_shape[3]
     shapes = {}
     downsamples = 0
 
-    def scaled(size):
-      return math.ceil(size / 2 ** downsamples)
+    def scaled(size):  # ceil(size / 2**downsamples), for ints and tensors
+      return -(-size // 2 ** downsamples)
 
     stem = self.spec.stem
     if stem.kernel_size[0] > 1 and self.causal:

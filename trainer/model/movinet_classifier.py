@@ -121,7 +121,9 @@ class MovinetClassifier(keras.Model):
     x, _ = self.head(x)
     x = self.dropout(x, training=training)
     x, _ = self.classifier(x)
-    logits = ops.cast(ops.squeeze(x, axis=(1, 2, 3)), 'float32')
+    # (batch, 1, 1, 1, classes): reshaped, not squeezed, so that the call
+    # traces with unknown frames, height and width (export).
+    logits = ops.cast(ops.reshape(x, (-1, self.num_classes)), 'float32')
     return (logits, states) if streaming else logits
 
   def init_states(self, input_shape) -> Dict[str, object]:
