@@ -1,6 +1,5 @@
 """The MoViNet backbone: stem, bottleneck blocks and pooled head features."""
 
-import math
 from typing import Dict, Optional, Sequence, Tuple
 
 import keras

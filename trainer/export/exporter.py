@@ -1,0 +1,208 @@
+"""An export directory: SavedModel, TFLite, labels and `export.json`.
+
+`export(model, labels, output_dir, ...)` writes, into a new folder:
+
+- `saved_model/`: the official signatures (`saved_model`);
+- `model.tflite`: float32, builtin ops only (`tflite`): the stream model
+  one frame per call, the base model on `num_frames` frames;
+- `labels.txt`: one class name a line, in label order;
+- `export.json`: what the model is and takes (`ExportInfo`), with the
+  parity measured here on a random clip.
+
+Parity bounds, past which the export fails and nothing is left behind:
+SavedModel against Keras 1e-5; TFLite float32 (the stream model fed frame by
+frame) against Keras on the whole clip 1e-4 (largest absolute difference of
+the logits).
+"""
+
+import contextlib
+import dataclasses
+import os
+import tempfile
+from typing import Iterator, Optional
+
+from absl import logging
+import keras
+import numpy as np
+import tensorflow as tf
+
+from trainer import files
+from trainer.export import saved_model
+from trainer.export import tflite
+
+SAVED_MODEL_DIR = 'saved_model'
+TFLITE_NAME = 'model.tflite'
+LABELS_NAME = 'labels.txt'
+INFO_NAME = 'export.json'
+SAVED_MODEL_BOUND = 1e-5
+TFLITE_BOUND = 1e-4
+# Frames of the random clip the stream model's parity is measured on; a
+# base model's clip has the frames its TFLite model takes.
+STREAM_PARITY_FRAMES = 8
+
+
+class ParityError(ValueError):
+  """An exported model's logits differ from the Keras model's past a bound."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportInfo:
+  """`export.json`: what the exported model is and what it takes.
+
+  Attributes:
+    model_id: 'a0'..'a5' or 't0'.
+    variant: 'stream' (states, any number of frames per call) or 'base'.
+    image_size: height and width of the TFLite model's frames; the
+      SavedModel takes any.
+    num_frames: frames of the base TFLite model (None for stream).
+    labels: the class names, in label order.
+    preprocessing: what a frame must be before it goes in.
+    parity: the largest absolute logit difference measured at export, by
+      format, against the Keras model.
+  """
+  model_id: str
+  variant: str
+  image_size: int
+  num_frames: Optional[int]
+  labels: tuple[str, ...]
+  preprocessing: str
+  parity: dict[str, float]
+
+
+PREPROCESSING = ('RGB, float32 in [0, 1], resized and centre-cropped to '
+                 'image_size x image_size')
+
+
+def _clip(num_frames: int, image_size: int, seed: int = 0) -> np.ndarray:
+  return np.random.default_rng(seed).uniform(
+      size=(1, num_frames, image_size, image_size, 3)).astype(np.float32)
+
+
+def _saved_model_logits(path: str, clip: np.ndarray, stream: bool):
+  """The SavedModel's logits for `clip`, called as the official notebooks
+  call it (the stream model frame by frame)."""
+  model = tf.saved_model.load(path)
+  if not stream:
+    return model.signatures['serving_default'](image=clip)['logits'].numpy()
+  states = model.signatures['init_states'](tf.shape(clip))
+  for frame in range(clip.shape[1]):
+    outputs = model.signatures['call'](**states,
+                                       image=clip[:, frame:frame + 1])
+    logits = outputs.pop('logits')
+    states = outputs
+  return logits.numpy()
+
+
+def _tflite_logits(model_content: bytes, clip: np.ndarray, stream: bool):
+  """The TFLite model's logits for `clip`, run as the official README runs
+  it (the stream model frame by frame, zero states first)."""
+  runner = tf.lite.Interpreter(
+      model_content=model_content).get_signature_runner()
+  if not stream:
+    return runner(image=clip)['logits']
+  states = {name: np.zeros(detail['shape'], dtype=detail['dtype'])
+            for name, detail in runner.get_input_details().items()
+            if name != saved_model.IMAGE}
+  for frame in range(clip.shape[1]):
+    outputs = runner(**states, image=clip[:, frame:frame + 1])
+    logits = outputs.pop('logits')
+    states = outputs
+  return logits
+
+
+def _check(name: str, difference: float, bound: float) -> float:
+  if not difference <= bound:
+    raise ParityError(f'The {name} export gives logits {difference:.3g} '
+                      f'away from the Keras model (bound {bound:g}); the '
+                      'export is not usable.')
+  logging.info('%s parity: %.3g (bound %g).', name, difference, bound)
+  return float(difference)
+
+
+def _write(staged: str, model: keras.Model, labels, image_size: int,
+           num_frames: int) -> dict[str, float]:
+  """Writes everything into `staged`; returns the parity by format."""
+  stream = saved_model.is_stream(model)
+  clip = _clip(STREAM_PARITY_FRAMES if stream else num_frames, image_size)
+  expected = model(clip, training=False).numpy()
+  path = os.path.join(staged, SAVED_MODEL_DIR)
+  saved_model.export(model, path)
+  parity = {'saved_model': _check(
+      'SavedModel', np.abs(_saved_model_logits(path, clip, stream)
+                           - expected).max(), SAVED_MODEL_BOUND)}
+  model_content = tflite.convert(model, image_size, num_frames=num_frames)
+  parity['tflite'] = _check(
+      'TFLite float32', np.abs(_tflite_logits(model_content, clip, stream)
+                               - expected).max(), TFLITE_BOUND)
+  files.write_atomically(os.path.join(staged, TFLITE_NAME), model_content)
+  files.write_atomically(os.path.join(staged, LABELS_NAME),
+                         ''.join(f'{label}\n' for label in labels))
+  return parity
+
+
+def export(model: keras.Model, labels, output_dir: str, *,
+           image_size: int = 172, num_frames: int = 8) -> ExportInfo:
+  """Exports `model` into the new folder `output_dir`; see the module doc.
+
+  Args:
+    model: a built `MovinetClassifier` (float32 weights).
+    labels: its class names, in label order.
+    output_dir: a folder that does not exist yet or is empty (local or
+      `gs://`).
+    image_size: the TFLite model's height and width.
+    num_frames: the base TFLite model's frames (the stream model takes one
+      frame per call).
+
+  Raises:
+    ValueError: `output_dir` holds files already, or the labels do not fit
+      the model.
+    ParityError: an export differs from the Keras model past its bound;
+      nothing is written.
+    tflite.FlexOpsError: an op has no TFLite builtin.
+  """
+  labels = tuple(labels)
+  if len(labels) != model.num_classes:
+    raise ValueError(f'{len(labels)} label names for a model of '
+                     f'{model.num_classes} classes; give one name a class.')
+  check_output_dir(output_dir)
+  stream = saved_model.is_stream(model)
+  with _staging(output_dir) as staged:
+    parity = _write(staged, model, labels, image_size, num_frames)
+    info = ExportInfo(
+        model_id=model.backbone.model_id,
+        variant='stream' if stream else 'base', image_size=image_size,
+        num_frames=None if stream else num_frames, labels=labels,
+        preprocessing=PREPROCESSING, parity=parity)
+    files.write_atomically(os.path.join(staged, INFO_NAME),
+                           files.json_text(dataclasses.asdict(info)))
+  logging.info('Exported %s %s to %s.', info.model_id, info.variant,
+               output_dir)
+  return info
+
+
+def check_output_dir(output_dir: str) -> None:
+  """Raises ValueError unless `output_dir` is new or an empty folder."""
+  if tf.io.gfile.exists(output_dir) and (
+      not tf.io.gfile.isdir(output_dir) or tf.io.gfile.listdir(output_dir)):
+    raise ValueError(f'--output_dir={output_dir} is not an empty folder; '
+                     'pass a new one (an export is never written over '
+                     'another).')
+
+
+@contextlib.contextmanager
+def _staging(output_dir: str) -> Iterator[str]:
+  """A folder to write the export in, which becomes `output_dir` only when
+  the block ends without an error: beside it and renamed (local), or local
+  and then copied (a bucket)."""
+  if '://' not in output_dir:
+    with files.replacing_directory(output_dir) as staged:
+      yield staged
+    return
+  with tempfile.TemporaryDirectory() as staged:
+    yield staged
+    for root, _, names in os.walk(staged):
+      target = os.path.join(output_dir, os.path.relpath(root, staged))
+      tf.io.gfile.makedirs(target)
+      for name in names:
+        tf.io.gfile.copy(os.path.join(root, name),
+                         os.path.join(target, name), overwrite=True)
