@@ -8,6 +8,7 @@ from the signature's input details, `outputs = runner(**states,
 image=frame)`, `logits = outputs.pop('logits')`, `states = outputs`).
 """
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from trainer.export import exporter
 from trainer.export import saved_model
 from trainer.export import tflite
 from trainer.model import build_movinet_classifier
@@ -87,29 +89,20 @@ def test_stream_tflite_runs_the_official_readme_loop(stream_model, clip):
               if op.startswith('Flex') or op == 'CUSTOM'}
 
 
-def _export_command(*flags, env=None):
-  return subprocess.run(
-      [sys.executable, '-m', 'trainer.export_main', *flags], env=env,
-      capture_output=True, text=True, timeout=600, check=False)
-
-
-def test_the_command_exports_a_base_keras_model(base_model, clip, tmp_path):
-  path = tmp_path / 'model.keras'
-  base_model.save(path)
-  (tmp_path / 'labels.txt').write_text('jump\nrun\nwalk\n')
+def test_an_export_directory_of_a_base_model(base_model, clip, tmp_path):
   out = tmp_path / 'export'
-  result = _export_command(f'--keras={path}', f'--output_dir={out}',
-                           f'--labels={tmp_path / "labels.txt"}',
-                           f'--image_size={SIZE}', f'--num_frames={FRAMES}')
-  assert result.returncode == 0, result.stderr[-3000:]
+  info = exporter.export(base_model, ['jump', 'run', 'walk'], str(out),
+                         image_size=SIZE, num_frames=FRAMES)
   assert sorted(p.name for p in out.iterdir()) == [
       'export.json', 'labels.txt', 'model.tflite', 'saved_model']
-  info = json.loads((out / 'export.json').read_text())
-  assert (info['model_id'], info['variant'], info['image_size'],
-          info['num_frames'], info['labels']) == (
-              't0', 'base', SIZE, FRAMES, ['jump', 'run', 'walk'])
-  assert info['parity']['saved_model'] <= SAVED_MODEL_BOUND
-  assert info['parity']['tflite'] <= TFLITE_BOUND
+  assert json.loads((out / 'export.json').read_text()) == (
+      json.loads(json.dumps(dataclasses.asdict(info))))
+  assert (info.model_id, info.variant, info.image_size, info.num_frames,
+          info.labels) == ('t0', 'base', SIZE, FRAMES,
+                           ('jump', 'run', 'walk'))
+  assert (out / 'labels.txt').read_text() == 'jump\nrun\nwalk\n'
+  assert info.parity['saved_model'] <= SAVED_MODEL_BOUND
+  assert info.parity['tflite'] <= TFLITE_BOUND
   expected = base_model(clip, training=False).numpy()
   serve = tf.saved_model.load(
       str(out / 'saved_model')).signatures['serving_default']
@@ -128,13 +121,20 @@ def test_the_command_exports_a_base_keras_model(base_model, clip, tmp_path):
   assert not {op for op in _ops(model_content)
               if op.startswith('Flex') or op == 'CUSTOM'}
 
-  # Again into the same folder: refused before anything is loaded.
-  again = _export_command(f'--keras={path}', f'--output_dir={out}')
-  assert again.returncode == 1
-  assert again.stderr.strip().splitlines()[-1] == (
+
+def test_the_command_refuses_a_folder_that_holds_files(tmp_path):
+  out = tmp_path / 'export'
+  out.mkdir()
+  (out / 'mine.txt').write_text('a file of the user\'s')
+  result = subprocess.run(
+      [sys.executable, '-m', 'trainer.export_main',
+       f'--keras={tmp_path / "model.keras"}', f'--output_dir={out}'],
+      capture_output=True, text=True, timeout=300, check=False)
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines()[-1] == (
       f'movinet-export: error: --output_dir={out} is not an empty folder; '
       'pass a new one (an export is never written over another)')
-  assert json.loads((out / 'export.json').read_text()) == info
+  assert [p.name for p in out.iterdir()] == ['mine.txt']
 
 
 def test_an_op_without_a_builtin_stops_the_export_naming_it():
