@@ -96,6 +96,7 @@ class InputsConfig:
     needed = clips * sampling.num_frames * frame_bytes
     if needed <= memory_bytes:
       return
+    # Named: the setting furthest above its default (the message gives all).
     name = max((('num_frames', sampling.num_frames / 8),
                 ('image_size', (sampling.image_size / 172)**2),
                 ('batch_size', clips / 8)), key=lambda item: item[1])[0]
