@@ -74,10 +74,11 @@ def _source():
                      + ('train first, or choose --weights'
                         if FLAGS.model_dir else 'check --keras'))
   model = keras.saving.load_model(path)
+  identity = run_identity.read(FLAGS.model_dir) if FLAGS.model_dir else None
   if FLAGS.labels:
     labels = _read_labels(FLAGS.labels)
-  elif FLAGS.model_dir and run_identity.read(FLAGS.model_dir):
-    labels = list(run_identity.read(FLAGS.model_dir).label_names or ())
+  elif identity and identity.label_names:
+    labels = list(identity.label_names)
   else:
     labels = [f'class_{index}' for index in range(model.num_classes)]
   return model, labels

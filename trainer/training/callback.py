@@ -9,7 +9,9 @@ At the end of each training step:
      machine, every `preemption_poll_steps` steps across workers): save a
      checkpoint and stop;
   4. else save a checkpoint every `checkpoint_every_steps` steps, except at an
-     epoch's last step, which is saved at the epoch's end.
+     epoch's last step, which is saved at the epoch's end, after validation,
+     under the same number (saving it twice would rewrite a live
+     checkpoint).
 
 At the end of each validation step: stop validating if asked to stop (what
 it would find is thrown away: the epoch is not finished or is saved).
@@ -81,6 +83,7 @@ class RunCallback(keras.callbacks.Callback):
       self._metric_values = self.checkpoint.restore()
 
   def on_epoch_begin(self, epoch, logs=None):
+    # A resumed epoch continues its running metrics where they were saved.
     if self._metric_values and self.progress.step_in_epoch:
       for variable, value in zip(self.checkpoint.metric_variables,
                                  self._metric_values):

@@ -78,13 +78,11 @@ class Cluster:
 
   def agree(self, value: int) -> int:
     """The chief's `value`, on every worker (all must call this)."""
-    return multi_worker.agree(self.strategy, value) if (
-        self._multi_worker) else value
+    return multi_worker.agree(self.strategy, value)
 
   def any_worker(self, flag: bool) -> bool:
     """Whether `flag` is true on any worker (all must call this)."""
-    return multi_worker.any_worker(self.strategy, flag) if (
-        self._multi_worker) else flag
+    return multi_worker.any_worker(self.strategy, flag)
 
   def polls_at(self, step: int, every_steps: int) -> bool:
     """Whether `any_worker` is asked at `step`: at every step on one
