@@ -13,6 +13,7 @@ import tensorflow as tf
 from trainer import settings
 from trainer.data import pipeline
 from trainer.data.manifest import Manifest
+from trainer.data.sampling import ClipSampling
 from trainer.training import config as config_lib
 from trainer.training.cluster import Cluster
 from trainer.training.config import InputsConfig
@@ -69,6 +70,13 @@ class VideoInputs:
   @property
   def label_names(self) -> tuple[str, ...]:
     return self.manifest.labels
+
+  @property
+  def clip_sampling(self) -> ClipSampling:
+    """How inference must take clips to match this run's evaluation."""
+    frames = self.manifest.frames
+    return ClipSampling.of(self.config.sampling,
+                           frames.fps if frames else None)
 
   @property
   def dataset_fingerprint(self) -> str:

@@ -4,6 +4,8 @@ Everything goes in `model_dir`:
 
 - `run.json`: what was trained (model, classes, dataset, batch, seed); a
   later run must match it (`run_identity`).
+- `sampling.json`: how the run's clips came from its videos, which
+  inference repeats (`trainer.data.sampling.ClipSampling`).
 - `checkpoints/`: the last `run.keep_checkpoints` checkpoints
   (`checkpointing`).
 - `operative_config.gin`: the settings the run used.
@@ -23,6 +25,8 @@ import uuid
 
 import tensorflow as tf
 
+from trainer import files
+from trainer.data import sampling
 from trainer.training import checkpointing
 from trainer.training import evaluation
 from trainer.training import inputs as inputs_lib
@@ -69,6 +73,9 @@ def run(config: ExperimentConfig, cluster: Cluster, model_dir: str,
     trainer = Trainer(config, cluster, inputs, model_dir, write_dir, identity)
     _check_model_dir(write_dir)  # the first write
     run_identity.write(write_dir, identity)
+    files.write_atomically(
+        os.path.join(write_dir, sampling.SAMPLING_FILE),
+        files.json_text(inputs.clip_sampling.to_json()))
     trained = mode != 'eval' and trainer.train(config_text
                                                or config.describe())
     if not trained:
