@@ -61,6 +61,7 @@ setuptools.setup(
     entry_points={
         "console_scripts": [
             "movinet-demo=trainer.demo:run",
+            "movinet-classify=trainer.classify_main:run",
             "movinet-export=trainer.export_main:run",
             "movinet-prepare=trainer.prepare_main:run",
             "movinet-train=trainer.main:run",

@@ -17,9 +17,10 @@ the logits).
 
 import contextlib
 import dataclasses
+import json
 import os
 import tempfile
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 from absl import logging
 import keras
@@ -27,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from trainer import files
+from trainer.data.sampling import ClipSampling
 from trainer.export import saved_model
 from trainer.export import tflite
 
@@ -34,6 +36,8 @@ SAVED_MODEL_DIR = 'saved_model'
 TFLITE_NAME = 'model.tflite'
 LABELS_NAME = 'labels.txt'
 INFO_NAME = 'export.json'
+# Raised when the directory's layout changes; readers refuse other versions.
+FORMAT_VERSION = 1
 SAVED_MODEL_BOUND = 1e-5
 TFLITE_BOUND = 1e-4
 # Frames of the random clip the stream model's parity is measured on; a
@@ -50,15 +54,23 @@ class ExportInfo:
   """`export.json`: what the exported model is and what it takes.
 
   Attributes:
+    format_version: the layout of the export directory (`FORMAT_VERSION`).
     model_id: 'a0'..'a5' or 't0'.
     variant: 'stream' (states, any number of frames per call) or 'base'.
-    image_size: height and width of the TFLite model's frames; the
+    image_size: height and width of the TFLite models' frames; the
       SavedModel takes any.
-    num_frames: frames of the base TFLite model (None for stream).
+    num_frames: frames of the base TFLite models (None for stream).
     labels: the class names, in label order.
     preprocessing: what a frame must be before it goes in.
-    parity: the largest absolute logit difference measured at export, by
-      format, against the Keras model.
+    sampling: how the model's training clips came from a video
+      (`ClipSampling.to_json()`), which inference repeats.
+    tflite: the TFLite files by quantization ('float32', 'float16',
+      'dynamic_range', 'int8').
+    parity: measured at export against the Keras model: the largest
+      absolute logit difference by format ('saved_model', 'tflite',
+      'tflite_float16', 'tflite_dynamic_range'), and for int8 the fraction
+      of calibration clips whose top-1 class agrees
+      ('tflite_int8_top1_agreement').
   """
   model_id: str
   variant: str
@@ -66,7 +78,10 @@ class ExportInfo:
   num_frames: Optional[int]
   labels: tuple[str, ...]
   preprocessing: str
+  sampling: dict[str, Any]
+  tflite: dict[str, str]
   parity: dict[str, float]
+  format_version: int = FORMAT_VERSION
 
 
 PREPROCESSING = ('RGB, float32 in [0, 1], resized and centre-cropped to '
@@ -141,7 +156,8 @@ def _write(staged: str, model: keras.Model, labels, image_size: int,
 
 
 def export(model: keras.Model, labels, output_dir: str, *,
-           image_size: int = 172, num_frames: int = 8) -> ExportInfo:
+           image_size: int = 172, num_frames: int = 8,
+           sampling: Optional[ClipSampling] = None) -> ExportInfo:
   """Exports `model` into the new folder `output_dir`; see the module doc.
 
   Args:
@@ -152,6 +168,8 @@ def export(model: keras.Model, labels, output_dir: str, *,
     image_size: the TFLite model's height and width.
     num_frames: the base TFLite model's frames (the stream model takes one
       frame per call).
+    sampling: how the model's training clips came from videos (the run's
+      `sampling.json`); None: the defaults, at each video's own rate.
 
   Raises:
     ValueError: `output_dir` holds files already, or the labels do not fit
@@ -172,7 +190,9 @@ def export(model: keras.Model, labels, output_dir: str, *,
         model_id=model.backbone.model_id,
         variant='stream' if stream else 'base', image_size=image_size,
         num_frames=None if stream else num_frames, labels=labels,
-        preprocessing=PREPROCESSING, parity=parity)
+        preprocessing=PREPROCESSING,
+        sampling=(sampling or ClipSampling()).to_json(),
+        tflite={'float32': TFLITE_NAME}, parity=parity)
     files.write_atomically(os.path.join(staged, INFO_NAME),
                            files.json_text(dataclasses.asdict(info)))
   logging.info('Exported %s %s to %s.', info.model_id, info.variant,
@@ -206,3 +226,41 @@ def _staging(output_dir: str) -> Iterator[str]:
       for name in names:
         tf.io.gfile.copy(os.path.join(root, name),
                          os.path.join(target, name), overwrite=True)
+
+
+class ExportDirError(ValueError):
+  """An export directory that is incomplete or from another version."""
+
+
+def read_info(export_dir: str) -> ExportInfo:
+  """The `ExportInfo` of `export_dir`, checked: its `export.json` is of this
+  version and every file it names is there.
+
+  Raises:
+    ExportDirError: one line naming what is missing or wrong.
+  """
+  path = os.path.join(export_dir, INFO_NAME)
+  if not tf.io.gfile.exists(path):
+    raise ExportDirError(f'{export_dir} is not an export directory: it has '
+                         f'no {INFO_NAME}; make one with movinet-export.')
+  try:
+    record = json.loads(files.read_text(path))
+    version = record.get('format_version')
+    if version != FORMAT_VERSION:
+      raise ExportDirError(
+          f'{path} is of export format {version}, not {FORMAT_VERSION}; '
+          're-export the model with this version of movinet-export.')
+    record['labels'] = tuple(record['labels'])
+    info = ExportInfo(**record)
+  except (ValueError, TypeError, AttributeError) as error:
+    if isinstance(error, ExportDirError):
+      raise
+    raise ExportDirError(f'{path} is not a valid export record ({error}); '
+                         're-export the model.') from error
+  needed = [SAVED_MODEL_DIR, LABELS_NAME, *info.tflite.values()]
+  missing = [name for name in needed
+             if not tf.io.gfile.exists(os.path.join(export_dir, name))]
+  if missing:
+    raise ExportDirError(f'{export_dir} is incomplete: {", ".join(missing)} '
+                         'missing; re-export the model.')
+  return info
