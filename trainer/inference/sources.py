@@ -1,0 +1,193 @@
+"""Videos to classify: files, folders of them, http(s) URLs and cameras.
+
+`expand_inputs` turns what the user named into `VideoInput`s (a folder
+into the videos inside it, sorted); `open_video` opens one as a `Video`,
+whose `frames()` decodes RGB frames lazily with `cv2.VideoCapture`, as
+preparation does (`video_decode`). A URL is first downloaded, streaming,
+into a temporary file removed afterwards. Whatever makes one input
+unusable (missing, unreadable, a URL that does not answer, a camera that
+cannot be opened) is an `InputError` naming it, so the others can go on.
+"""
+
+import contextlib
+import dataclasses
+import os
+import tempfile
+from typing import Iterator, Optional
+import urllib.parse
+
+from absl import logging
+import cv2
+import numpy as np
+import requests
+
+from trainer import files
+
+# File name endings taken for videos when a folder is listed; other files
+# are skipped (and logged).
+VIDEO_EXTENSIONS = ('.avi', '.mp4', '.m4v', '.mov', '.mkv', '.webm', '.mpg',
+                    '.mpeg', '.wmv', '.flv', '.3gp', '.ogv')
+# Seconds to connect to a URL, and to wait between two bytes of it.
+URL_TIMEOUT = (10.0, 60.0)
+_CHUNK_BYTES = 1 << 20
+
+
+class InputError(ValueError):
+  """One input that cannot be classified; the message names it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoInput:
+  """One video to classify.
+
+  Attributes:
+    name: how it is named in output: the path, URL or `camera:N`.
+    location: the path or URL, or the camera's index.
+  """
+  name: str
+  location: object
+
+  @property
+  def stem(self) -> str:
+    """A short name for files made from it (`clip` of `a/b/clip.mp4`)."""
+    if isinstance(self.location, int):
+      return f'camera{self.location}'
+    path = urllib.parse.urlparse(self.name).path if is_url(self.name) else (
+        self.name)
+    return os.path.splitext(os.path.basename(path.rstrip('/')))[0] or 'video'
+
+
+def is_url(name: str) -> bool:
+  return name.startswith(('http://', 'https://'))
+
+
+def _folder_videos(folder: str) -> list[VideoInput]:
+  """The videos under `folder` (and its subfolders), sorted by path;
+  hidden files and files of other extensions are skipped."""
+  found, skipped = [], []
+  for root, dirs, names in os.walk(folder):
+    dirs[:] = [name for name in dirs if not name.startswith('.')]
+    for name in names:
+      path = os.path.join(root, name)
+      if name.startswith('.'):
+        continue
+      if name.lower().endswith(VIDEO_EXTENSIONS):
+        found.append(path)
+      else:
+        skipped.append(path)
+  if skipped:
+    logging.info('Skipped %d files of %s that are not videos by their '
+                 'extension: %s', len(skipped), folder,
+                 ', '.join(sorted(skipped)[:5]))
+  return [VideoInput(path, path) for path in sorted(found)]
+
+
+def expand_inputs(names, camera: Optional[int] = None) -> list[VideoInput]:
+  """The videos `names` (paths, folders, URLs) and `camera` stand for.
+
+  A folder gives the videos inside it, sorted (none: an input that will
+  fail, named); anything else is taken as it is and checked when opened.
+  """
+  inputs = []
+  for name in names:
+    name = os.fspath(name)
+    if not is_url(name) and os.path.isdir(name):
+      videos = _folder_videos(name)
+      inputs.extend(videos or [VideoInput(name, name)])
+    else:
+      inputs.append(VideoInput(name, name))
+  if camera is not None:
+    inputs.append(VideoInput(f'camera:{camera}', int(camera)))
+  return inputs
+
+
+class Video:
+  """An opened video: its rate, size and frames.
+
+  Attributes:
+    name: the input's name.
+    fps: frames per second the source announces; 0.0 if it does not say.
+  """
+
+  def __init__(self, name: str, capture, max_frames: Optional[int] = None):
+    self.name = name
+    self._capture = capture
+    self._max_frames = max_frames
+    fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
+    self.fps = fps if np.isfinite(fps) and fps > 0 else 0.0
+
+  def frames(self) -> Iterator[np.ndarray]:
+    """RGB uint8 frames `(height, width, 3)` until the source ends (or
+    `max_frames`).
+
+    Raises:
+      InputError: not one frame decodes.
+    """
+    count = 0
+    while self._max_frames is None or count < self._max_frames:
+      ok, frame = self._capture.read()
+      if not ok or frame is None:
+        break
+      count += 1
+      yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+    if not count:
+      raise InputError(f'{self.name}: no frames decode; is it a video?')
+
+
+@contextlib.contextmanager
+def _downloaded(url: str, timeout=URL_TIMEOUT) -> Iterator[str]:
+  """Downloads `url` to a temporary file, removed when the block ends."""
+  suffix = os.path.splitext(urllib.parse.urlparse(url).path)[1]
+  with tempfile.TemporaryDirectory(prefix='movinet-classify-') as folder:
+    path = os.path.join(folder, 'video' + suffix)
+    try:
+      with requests.get(url, stream=True, timeout=timeout) as response:
+        response.raise_for_status()
+        with files.replacing(path) as temporary, open(temporary, 'wb') as f:
+          for chunk in response.iter_content(_CHUNK_BYTES):
+            f.write(chunk)
+    except requests.RequestException as error:
+      raise InputError(f'{url}: cannot download it ({files.reason(error)})'
+                       ) from error
+    yield path
+
+
+def _open_capture(source, name: str):
+  """A `cv2.VideoCapture` of a path or camera index, opened."""
+  if isinstance(source, int):
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+      capture = cv2.VideoCapture(source)
+    finally:
+      cv2.utils.logging.setLogLevel(level)
+    if not capture.isOpened():
+      raise InputError(f'{name}: the camera cannot be opened; check '
+                       f'--camera={source} (0 is the first camera).')
+    return capture
+  if not os.path.exists(source):
+    raise InputError(f'{name}: no such file.')
+  if os.path.getsize(source) == 0:
+    raise InputError(f'{name}: an empty file.')
+  capture = cv2.VideoCapture(source, cv2.CAP_FFMPEG)
+  if not capture.isOpened():
+    raise InputError(f'{name}: cannot be opened; not a video container '
+                     'OpenCV/FFmpeg can read.')
+  return capture
+
+
+@contextlib.contextmanager
+def open_video(video: VideoInput, max_frames: Optional[int] = None
+               ) -> Iterator[Video]:
+  """`video`, opened (and downloaded first if a URL) for the block.
+
+  Raises:
+    InputError: it cannot be opened, downloaded or decoded (named).
+  """
+  with contextlib.ExitStack() as stack:
+    location = video.location
+    if isinstance(location, str) and is_url(location):
+      location = stack.enter_context(_downloaded(location))
+    capture = _open_capture(location, video.name)
+    stack.callback(capture.release)
+    yield Video(video.name, capture, max_frames)
