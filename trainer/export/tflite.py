@@ -15,19 +15,32 @@ outputs of the default signature, as the official README uses it:
 The base model takes a fixed number of frames and gives `logits` and
 `probabilities`. Shapes are fixed (batch 1, `image_size`), as TFLite
 needs; the variables are frozen into the model.
+
+Quantizations (`QUANTIZATIONS`): 'float32' (none); 'float16' (weights
+stored in float16, computed in float32); 'dynamic_range' (weights in int8,
+activations quantized on the fly); 'int8' (weights and activations in int8,
+their ranges calibrated on clips the caller gives: the stream model is run
+frame by frame over them and each frame's states are a calibration sample,
+so the states' ranges are those of real videos, not of zeros). Inputs and
+outputs stay float32 (the frame counters int32) in every quantization, so a
+caller feeds and reads the same tensors.
 """
 
 import os
 import re
 import tempfile
+from typing import Iterable, Iterator, Optional
 
 import keras
+import numpy as np
 import tensorflow as tf
 # The converter's own way to freeze variables; the public `from_concrete_
 # functions` freezes too but drops the signature that names the states.
 from tensorflow.python.framework import convert_to_constants  # pylint: disable=no-name-in-module
 
 from trainer.export import saved_model
+
+QUANTIZATIONS = ('float32', 'float16', 'dynamic_range', 'int8')
 
 
 class FlexOpsError(ValueError):
@@ -47,8 +60,11 @@ def _frozen(function: tf.types.experimental.ConcreteFunction, spec):
   return run
 
 
-def _convert(function, spec) -> bytes:
-  """The TFLite model of `function` over `spec`, builtin ops only."""
+def _convert(function, spec, quantization: str = 'float32',
+             samples=None) -> bytes:
+  """The TFLite model of `function` over `spec`, builtin ops only,
+  quantized as `quantization` says (`samples`: a callable giving the int8
+  calibration inputs, dicts by input name)."""
   frozen = _frozen(function, spec)
   module = tf.Module()
   module.run = frozen
@@ -59,10 +75,32 @@ def _convert(function, spec) -> bytes:
     converter = tf.lite.TFLiteConverter.from_saved_model(
         path, signature_keys=['serving_default'])
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantization != 'float32':
+      converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantization == 'float16':
+      converter.target_spec.supported_types = [tf.float16]
+    if quantization == 'int8':
+      converter.representative_dataset = samples
+      converter.target_spec.supported_ops = [
+          tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     try:
       return converter.convert()
     except Exception as error:  # the converter raises its own ConverterError
       raise FlexOpsError(_flex_message(error)) from error
+
+
+def _stream_samples(model: keras.Model, clips: Iterable[np.ndarray]
+                    ) -> Iterator[dict[str, np.ndarray]]:
+  """Each frame of each clip `(1, frames, size, size, 3)` with the states
+  the stream model has when it reaches that frame."""
+  for clip in clips:
+    states = model.init_states(clip.shape)
+    for index in range(clip.shape[1]):
+      frame = clip[:, index:index + 1]
+      yield {**{name: value.numpy() for name, value in states.items()},
+             saved_model.IMAGE: frame}
+      _, states = model({**states, saved_model.IMAGE: frame},
+                        training=False)
 
 
 def _flex_message(error: Exception) -> str:
@@ -75,21 +113,39 @@ def _flex_message(error: Exception) -> str:
           'stops rather than depend on Flex (SELECT_TF_OPS) kernels.')
 
 
-def convert(model: keras.Model, image_size: int,
-            num_frames: int = 1) -> bytes:
+def convert(model: keras.Model, image_size: int, num_frames: int = 1,
+            quantization: str = 'float32',
+            calibration: Optional[Iterable[np.ndarray]] = None) -> bytes:
   """The TFLite model of `model`: a stream model one frame per call, a base
   model on `num_frames` frames; batch 1, `image_size` x `image_size`.
 
+  Args:
+    model: a built `MovinetClassifier` (float32).
+    image_size: height and width of the frames.
+    num_frames: a base model's frames.
+    quantization: one of `QUANTIZATIONS`.
+    calibration: with 'int8', float32 clips `(1, frames, image_size,
+      image_size, 3)` in [0, 1] from the user's videos (a base model's of
+      `num_frames` frames); it is iterated once.
+
   Raises:
+    ValueError: an unknown quantization, or int8 without calibration clips.
     FlexOpsError: an op has no TFLite builtin (named).
   """
+  if quantization not in QUANTIZATIONS:
+    raise ValueError(f'quantization {quantization!r} is not one of '
+                     f'{", ".join(QUANTIZATIONS)}')
+  if quantization == 'int8' and calibration is None:
+    raise ValueError('int8 quantization needs calibration clips')
   if saved_model.is_stream(model):
     shape = (1, 1, image_size, image_size, 3)
     module = saved_model.StreamModule(model, shape)
     spec = {**saved_model.state_specs(model, shape),
             saved_model.IMAGE: saved_model.image_spec(shape)}
-    return _convert(module.call.get_concrete_function(), spec)
+    return _convert(module.call.get_concrete_function(), spec, quantization,
+                    lambda: _stream_samples(model, calibration))
   shape = (1, num_frames, image_size, image_size, 3)
   module = saved_model.BaseModule(model, shape)
   return _convert(module.serve.get_concrete_function(),
-                  saved_model.image_spec(shape))
+                  saved_model.image_spec(shape), quantization,
+                  lambda: ({saved_model.IMAGE: clip} for clip in calibration))
