@@ -32,7 +32,9 @@ stderr says what), or inputs that could not be classified (one line each,
 and a last line naming them; the others are still classified).
 """
 
+import dataclasses
 import sys
+from typing import Optional
 
 from absl import flags
 
@@ -78,60 +80,110 @@ def _define_flags() -> None:
                       'with its top-k written on every frame.')
 
 
-def model_from_flags() -> models.LoadedModel:
-  """The model the flags name.
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """The flags' values (`from_flags`), which `classify` takes; the defaults
+  are the flags'."""
+  model: Optional[str] = None
+  model_dir: Optional[str] = None
+  keras: Optional[str] = None
+  weights: str = 'final'
+  labels: Optional[str] = None
+  quantization: str = 'float32'
+  backend: Optional[str] = None  # None: not given ('tflite')
+  camera: Optional[int] = None
+  max_frames: Optional[int] = None
+  clips: int = 1
+  stream: bool = False
+  top_k: int = 5
+  output_json: Optional[str] = None
+  plot: Optional[str] = None
+  output_video: Optional[str] = None
+
+  @classmethod
+  def from_flags(cls) -> 'Settings':
+    values = {field.name: getattr(FLAGS, field.name)
+              for field in dataclasses.fields(cls)}
+    if not FLAGS['backend'].present:
+      values['backend'] = None
+    return cls(**values)
+
+
+def load_model(settings: Settings) -> models.LoadedModel:
+  """The model the settings name.
 
   Raises:
     ValueError: no model, two, or options that do not fit it.
+    exporter.ExportDirError: an incomplete export, or one of another
+      version.
   """
-  given = [(name, getattr(FLAGS, name))
+  given = [(name, getattr(settings, name))
            for name in ('model', 'model_dir', 'keras')
-           if getattr(FLAGS, name)]
+           if getattr(settings, name)]
   if len(given) != 1:
     raise ValueError('give one model: --model (an export directory), '
                      '--model_dir (a training run) or --keras (a .keras '
                      f'file); got {len(given) or "none"}')
   kind, source = given[0]
-  if kind != 'model' and FLAGS['backend'].present:
+  if kind != 'model' and settings.backend:
     raise ValueError(f'--backend is for an export directory (--model), not '
                      f'--{kind}')
   return models.load_model(
       source, kind={'model': 'export'}.get(kind, kind),
-      quantization=FLAGS.quantization, backend=FLAGS.backend,
-      weights=FLAGS.weights, labels=FLAGS.labels)
+      quantization=settings.quantization,
+      backend=settings.backend or 'tflite', weights=settings.weights,
+      labels=settings.labels)
 
 
-def options_from_flags() -> batch.Options:
-  if FLAGS.camera is not None and not FLAGS.stream and not FLAGS.max_frames:
+def batch_options(settings: Settings) -> batch.Options:
+  if (settings.camera is not None and not settings.stream
+      and not settings.max_frames):
     raise ValueError('--camera in clip mode reads the camera until '
                      '--max_frames; give it, or --stream')
   return batch.Options(
-      clips=FLAGS.clips, stream=FLAGS.stream, top_k=FLAGS.top_k,
-      max_frames=FLAGS.max_frames, output_json=FLAGS.output_json,
-      plot=FLAGS.plot, output_video=FLAGS.output_video)
+      clips=settings.clips, stream=settings.stream, top_k=settings.top_k,
+      max_frames=settings.max_frames, output_json=settings.output_json,
+      plot=settings.plot, output_video=settings.output_video)
 
 
-def _error(message: str) -> str:
+def error_line(message: str) -> str:
+  """`movinet-classify: error: <the first line of message>`."""
   return f'{PROGRAM}: error: {message.strip().splitlines()[0].rstrip(".")}'
 
 
-def main(argv) -> None:
-  inputs = sources.expand_inputs(argv[1:], FLAGS.camera)
+def classify(names, settings: Settings, out=None, err=None) -> int:
+  """Classifies the videos `names` (paths, folders, URLs) and the camera
+  as `settings` say; prints results to `out` and one line per error to
+  `err` (default stdout and stderr).
+
+  Returns:
+    The exit status: 0 all classified, 1 otherwise.
+  """
+  out, err = out or sys.stdout, err or sys.stderr
+  inputs = sources.expand_inputs(names, settings.camera)
   try:
     if not inputs:
       raise ValueError('no input; name videos, folders or URLs, or '
                        '--camera')
-    options = options_from_flags()
-    model = model_from_flags()
+    options = batch_options(settings)
+    model = load_model(settings)
     failed = batch.classify_all(
-        model, inputs, options, emit=lambda line: print(line, flush=True),
-        on_error=lambda line: print(_error(line), file=sys.stderr,
+        model, inputs, options,
+        emit=lambda line: print(line, file=out, flush=True),
+        on_error=lambda line: print(error_line(line), file=err,
                                     flush=True))
   except (ValueError, OSError) as error:
-    sys.exit(_error(str(error)))
+    print(error_line(str(error)), file=err, flush=True)
+    return 1
   if failed:
-    sys.exit(_error(f'{len(failed)} of {len(inputs)} inputs failed: '
-                    f'{", ".join(failed)}'))
+    print(error_line(f'{len(failed)} of {len(inputs)} inputs failed: '
+                     f'{", ".join(failed)}'), file=err, flush=True)
+    return 1
+  return 0
+
+
+def main(argv) -> None:
+  sys.exit(classify(argv[1:], Settings.from_flags()))
 
 
 def run() -> None:

@@ -10,6 +10,7 @@ skipped; the others go on. Only the command prints: lines go through the
 import dataclasses
 from typing import Callable, Optional
 
+from absl import logging
 import numpy as np
 
 from trainer.inference import frames as frames_lib
@@ -86,6 +87,18 @@ class _NoWriter:
     return False
 
 
+def _camera_frames(video: sources.Video):
+  """`video.frames()`, ended by Ctrl-C when `video` is a camera (the way to
+  stop one without --max_frames): the frames so far are kept."""
+  if not video.is_camera:
+    yield from video.frames()
+    return
+  try:
+    yield from video.frames()
+  except KeyboardInterrupt:
+    logging.info('Interrupted: %s ends here.', video.name)
+
+
 def stream_video(classifier: StreamClassifier, video: sources.Video,
                  options: Options, targets: _Targets, emit) -> dict:
   """Streams one opened video through `classifier` (reset first); returns
@@ -96,7 +109,7 @@ def stream_video(classifier: StreamClassifier, video: sources.Video,
   classifier.reset()
   steps, probabilities, ranked, count = [], [], [], 0
   with _maybe_writer(targets.video, fps) as writer:
-    for index, frame in enumerate(video.frames()):
+    for index, frame in enumerate(_camera_frames(video)):
       count += 1
       if selector.take(index):
         probabilities.append(classifier(frame))
@@ -117,7 +130,7 @@ def stream_video(classifier: StreamClassifier, video: sources.Video,
 def clip_video(classifier: ClipClassifier, video: sources.Video,
                options: Options, targets: _Targets, emit) -> dict:
   """Classifies one opened video in clips; returns its record."""
-  frames = list(video.frames())
+  frames = list(_camera_frames(video))
   fps = video.fps or frames_lib.DEFAULT_FPS
   probabilities = classifier(frames, fps)
   ranked = outputs.top_k(probabilities, classifier.labels, options.top_k)
@@ -151,6 +164,8 @@ def classify_all(model: LoadedModel, inputs: list[sources.VideoInput],
     ValueError: options that do not fit the model (`--stream` with a base
       model).
   """
+  logging.info('Classifying %d inputs with %s, sampling %s.', len(inputs),
+               model.description, model.sampling)
   if options.stream:
     classifier = StreamClassifier(model)
     run = stream_video

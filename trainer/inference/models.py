@@ -87,6 +87,7 @@ def _labels(given, found: Optional[Sequence[str]],
 
 def _from_export(export_dir: str, quantization: str, backend: str,
                  labels) -> LoadedModel:
+  """The TFLite model or SavedModel of an export directory, checked."""
   info = exporter.read_info(export_dir)
   if backend not in BACKENDS:
     raise ValueError(f'--backend={backend} is not one of '
@@ -127,9 +128,11 @@ def read_sampling(model_dir: str) -> ClipSampling:
 
 
 def _from_keras(model: keras.Model, labels, description: str,
-                model_dir: Optional[str] = None) -> LoadedModel:
+                model_dir: Optional[str] = None,
+                sampling: Optional[ClipSampling] = None) -> LoadedModel:
   identity = run_identity.read(model_dir) if model_dir else None
-  sampling = read_sampling(model_dir) if model_dir else ClipSampling()
+  if sampling is None:
+    sampling = read_sampling(model_dir) if model_dir else ClipSampling()
   return LoadedModel(
       runner=runners.keras_runner(model),
       stream=saved_model.is_stream(model),
@@ -151,7 +154,8 @@ def _kind(source: str) -> str:
 def load_model(source: Union[str, keras.Model], *,
                kind: Optional[str] = None, quantization: str = 'float32',
                backend: str = 'tflite', weights: str = 'final',
-               labels=None) -> LoadedModel:
+               labels=None, sampling: Optional[ClipSampling] = None
+               ) -> LoadedModel:
   """The model `source` names, with its labels and sampling.
 
   Args:
@@ -165,6 +169,9 @@ def load_model(source: Union[str, keras.Model], *,
     backend: of an export: 'tflite' or 'saved_model'.
     weights: of a model_dir: 'final' or 'best'.
     labels: class names, or a text file of them; None: the model's own.
+    sampling: of a Keras model: how its training clips were taken; None:
+      the run's `sampling.json`, else the defaults. (An export's is its
+      own.)
 
   Raises:
     exporter.ExportDirError: an incomplete export or one of another
@@ -172,7 +179,8 @@ def load_model(source: Union[str, keras.Model], *,
     ValueError: a missing source, or options that do not fit it (named).
   """
   if isinstance(source, keras.Model):
-    return _from_keras(source, labels, type(source).__name__)
+    return _from_keras(source, labels, type(source).__name__,
+                       sampling=sampling)
   source = os.fspath(source)
   kind = kind or _kind(source)
   if kind == 'export':
@@ -188,7 +196,9 @@ def load_model(source: Union[str, keras.Model], *,
     if not files.exists(path):
       raise ValueError(f'{path} does not exist; train first, or choose '
                        '--weights.')
-    return _from_keras(keras.saving.load_model(path), labels, path, source)
+    return _from_keras(keras.saving.load_model(path), labels, path, source,
+                       sampling)
   if not files.exists(source):
     raise ValueError(f'{source} does not exist; check --keras.')
-  return _from_keras(keras.saving.load_model(source), labels, source)
+  return _from_keras(keras.saving.load_model(source), labels, source,
+                     sampling=sampling)

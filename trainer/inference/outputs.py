@@ -12,14 +12,12 @@ import os
 from typing import Iterator, Sequence
 
 import cv2
-import matplotlib
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 import numpy as np
 from PIL import Image
 
 from trainer import files
-
-matplotlib.use('Agg')
-from matplotlib import pyplot  # noqa: E402  pylint: disable=wrong-import-position
 
 VIDEO_FORMATS = ('.mp4', '.gif')
 
@@ -78,19 +76,18 @@ def plot(path: str, name: str, times, probabilities, labels,
     probabilities: `(frames, classes)`.
   """
   probabilities = np.asarray(probabilities)
-  figure, axes = pyplot.subplots(figsize=(8, 4), dpi=100)
-  try:
-    for index in np.argsort(-probabilities.max(axis=0), kind='stable')[:k]:
-      axes.plot(times, probabilities[:, index], label=labels[index])
-    axes.set(xlabel='time (s)', ylabel='probability', ylim=(0.0, 1.0),
-             title=name)
-    axes.grid(alpha=0.3)
-    axes.legend(loc='upper left', fontsize='small')
-    figure.tight_layout()
-    with files.replacing(path, suffix='.png') as temporary:
-      figure.savefig(temporary, format='png')
-  finally:
-    pyplot.close(figure)
+  figure = Figure(figsize=(8, 4), dpi=100)
+  FigureCanvasAgg(figure)
+  axes = figure.add_subplot()
+  for index in np.argsort(-probabilities.max(axis=0), kind='stable')[:k]:
+    axes.plot(times, probabilities[:, index], label=labels[index])
+  axes.set(xlabel='time (s)', ylabel='probability', ylim=(0.0, 1.0),
+           title=name)
+  axes.grid(alpha=0.3)
+  axes.legend(loc='upper left', fontsize='small')
+  figure.tight_layout()
+  with files.replacing(path, suffix='.png') as temporary:
+    figure.savefig(temporary, format='png')
 
 
 def annotate(frame: np.ndarray, ranked: list[dict]) -> np.ndarray:
@@ -110,6 +107,8 @@ def annotate(frame: np.ndarray, ranked: list[dict]) -> np.ndarray:
 
 
 class _Mp4Writer:
+  """RGB frames to an MP4 (MPEG-4 Part 2, `mp4v`) through OpenCV, opened at
+  the first frame, whose size it takes."""
 
   def __init__(self, path: str, fps: float):
     self._path, self._fps, self._writer = path, fps, None
@@ -130,6 +129,7 @@ class _Mp4Writer:
 
 
 class _GifWriter:
+  """RGB frames to an animated GIF through Pillow, kept until `close`."""
 
   def __init__(self, path: str, fps: float):
     self._path, self._fps, self._frames = path, fps, []
@@ -165,7 +165,9 @@ def video_writer(path: str, fps: float) -> Iterator:
   without an error."""
   extension = video_writer_extension(path)
   writer_type = _Mp4Writer if extension == '.mp4' else _GifWriter
-  with files.replacing(path, suffix=extension) as temporary:
+  # `files.replacing` removes its temporary on any exception, GeneratorExit
+  # included.
+  with files.replacing(path, suffix=extension) as temporary:  # pylint: disable=contextmanager-generator-missing-cleanup
     writer = writer_type(temporary, fps)
     try:
       yield writer

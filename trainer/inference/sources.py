@@ -12,6 +12,7 @@ cannot be opened) is an `InputError` naming it, so the others can go on.
 import contextlib
 import dataclasses
 import os
+import re
 import tempfile
 from typing import Iterator, Optional
 import urllib.parse
@@ -107,10 +108,13 @@ class Video:
   Attributes:
     name: the input's name.
     fps: frames per second the source announces; 0.0 if it does not say.
+    is_camera: whether it is a live camera (which may never end).
   """
 
-  def __init__(self, name: str, capture, max_frames: Optional[int] = None):
+  def __init__(self, name: str, capture, max_frames: Optional[int] = None,
+               is_camera: bool = False):
     self.name = name
+    self.is_camera = is_camera
     self._capture = capture
     self._max_frames = max_frames
     fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
@@ -143,33 +147,52 @@ def _downloaded(url: str, timeout=URL_TIMEOUT) -> Iterator[str]:
     try:
       with requests.get(url, stream=True, timeout=timeout) as response:
         response.raise_for_status()
-        with files.replacing(path) as temporary, open(temporary, 'wb') as f:
+        with open(path, 'wb') as f:
           for chunk in response.iter_content(_CHUNK_BYTES):
             f.write(chunk)
     except requests.RequestException as error:
-      raise InputError(f'{url}: cannot download it ({files.reason(error)})'
+      raise InputError(f'{url}: cannot download it ({_why(error)})'
                        ) from error
     yield path
+
+
+def _why(error: requests.RequestException) -> str:
+  """A few words on why a download failed."""
+  if isinstance(error, requests.HTTPError) and error.response is not None:
+    return f'HTTP {error.response.status_code} {error.response.reason}'
+  if isinstance(error, requests.Timeout):
+    return f'no answer within {URL_TIMEOUT[0]:g} s'
+  found = re.search(r'\[Errno -?\d+\] [^"\')\]]+', str(error))
+  return found.group(0) if found else files.reason(error)
+
+
+def _silent_capture(*args):
+  """`cv2.VideoCapture(*args)` without OpenCV's own warnings on stderr:
+  a failure is reported once, as an `InputError`."""
+  level = cv2.utils.logging.getLogLevel()
+  cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+  try:
+    return cv2.VideoCapture(*args)
+  finally:
+    cv2.utils.logging.setLogLevel(level)
 
 
 def _open_capture(source, name: str):
   """A `cv2.VideoCapture` of a path or camera index, opened."""
   if isinstance(source, int):
-    level = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-    try:
-      capture = cv2.VideoCapture(source)
-    finally:
-      cv2.utils.logging.setLogLevel(level)
+    capture = _silent_capture(source)
     if not capture.isOpened():
       raise InputError(f'{name}: the camera cannot be opened; check '
                        f'--camera={source} (0 is the first camera).')
     return capture
   if not os.path.exists(source):
     raise InputError(f'{name}: no such file.')
+  if os.path.isdir(source):
+    raise InputError(f'{name}: a folder with no videos in it (files '
+                     f'ending in {", ".join(VIDEO_EXTENSIONS)}).')
   if os.path.getsize(source) == 0:
     raise InputError(f'{name}: an empty file.')
-  capture = cv2.VideoCapture(source, cv2.CAP_FFMPEG)
+  capture = _silent_capture(source, cv2.CAP_FFMPEG)
   if not capture.isOpened():
     raise InputError(f'{name}: cannot be opened; not a video container '
                      'OpenCV/FFmpeg can read.')
@@ -190,4 +213,5 @@ def open_video(video: VideoInput, max_frames: Optional[int] = None
       location = stack.enter_context(_downloaded(location))
     capture = _open_capture(location, video.name)
     stack.callback(capture.release)
-    yield Video(video.name, capture, max_frames)
+    yield Video(video.name, capture, max_frames,
+                is_camera=isinstance(location, int))
