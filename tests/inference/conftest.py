@@ -73,6 +73,12 @@ def stream_export(tmp_path_factory, videos):
 
 
 @pytest.fixture(scope='session')
+def base_model():
+  """A base (not stream) t0 Keras model, random weights."""
+  return build_movinet_classifier('t0', len(LABELS))
+
+
+@pytest.fixture(scope='session')
 def videos(tmp_path_factory):
   """Two MP4 videos, `a.mp4` and `b.mp4`, in the folder `root`."""
   root = tmp_path_factory.mktemp('videos')

@@ -17,7 +17,6 @@ from trainer.inference import ClipClassifier
 from trainer.inference import StreamClassifier
 from trainer.inference import load_model
 from trainer.inference import runners
-from trainer.model import build_movinet_classifier
 
 XDIST_GROUP = 'tests.inference'
 pytestmark = pytest.mark.slow(minutes=0.4)  # the folder, with its export
@@ -93,8 +92,8 @@ def test_a_stream_model_in_clips_is_its_stream_over_the_clip_s_frames(
   assert np.abs(whole(video, 30.0) - expected).max() <= BOUND
 
 
-def test_a_base_model_averages_its_clips():
-  model = build_movinet_classifier('t0', 3)
+def test_a_base_model_averages_its_clips(base_model):
+  model = base_model
   classifier = ClipClassifier(model, clips=2, sampling=SAMPLING)
   video = np.random.default_rng(3).uniform(
       size=(16, SIZE, SIZE, 3)).astype(np.float32)
@@ -142,6 +141,7 @@ def test_an_incomplete_export_is_one_line(stream_export, tmp_path):
     (dict(keras='k.keras', backend='saved_model'), '--backend is for'),
     (dict(model='e', camera=0), '--camera in clip mode'),
     (dict(model='e', plot='p.png'), 'needs --stream'),
+    (dict(model='e', stream=True, clips=3), '--clips=3 is for clip mode'),
     (dict(model='e', output_video='v.avi'), 'end it in .mp4 or .gif'),
 ])
 def test_flags_that_do_not_fit_are_one_line(settings, message):

@@ -17,7 +17,6 @@ from trainer import classify_main
 from trainer.inference import batch
 from trainer.inference import load_model
 from trainer.inference import sources
-from trainer.model import build_movinet_classifier
 
 XDIST_GROUP = 'tests.inference'
 
@@ -131,8 +130,8 @@ def test_a_camera_that_cannot_be_opened_is_one_line(stream_export):
       'movinet-classify: error: 1 of 1 inputs failed: camera:9']
 
 
-def test_streaming_needs_a_stream_model(videos):
-  model = load_model(build_movinet_classifier('t0', 3))
+def test_streaming_needs_a_stream_model(base_model, videos):
+  model = load_model(base_model)
   with pytest.raises(ValueError, match='is a base model'):
     batch.classify_all(model, sources.expand_inputs([videos.a]),
                        batch.Options(stream=True), print, print)

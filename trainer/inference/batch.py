@@ -48,6 +48,9 @@ class Options:
       value = getattr(self, name)
       if value is not None and value < 1:
         raise ValueError(f'--{name}={value}; pass 1 or more.')
+    if self.stream and self.clips != 1:
+      raise ValueError(f'--clips={self.clips} is for clip mode; --stream '
+                       'takes the whole video frame by frame.')
     if self.plot and not self.stream:
       raise ValueError('--plot draws probabilities over time; it needs '
                        '--stream.')

@@ -77,8 +77,9 @@ def _labels(given, found: Optional[Sequence[str]],
             num_classes: int) -> tuple[str, ...]:
   if isinstance(given, str):
     given = read_labels(given)
-  labels = tuple(given or found or
-                 (f'class_{index}' for index in range(num_classes)))
+  if given is None:
+    given = found or [f'class_{index}' for index in range(num_classes)]
+  labels = tuple(given)
   if len(labels) != num_classes:
     raise ValueError(f'{len(labels)} labels for a model of {num_classes} '
                      'classes; pass --labels with one name a class.')
