@@ -16,7 +16,6 @@ from trainer.export import exporter
 from trainer.inference import ClipClassifier
 from trainer.inference import StreamClassifier
 from trainer.inference import load_model
-from trainer.inference import runners
 
 XDIST_GROUP = 'tests.inference'
 pytestmark = pytest.mark.slow(minutes=0.4)  # the folder, with its export
@@ -103,18 +102,6 @@ def test_a_base_model_averages_its_clips(base_model):
   assert np.abs(classifier(video, 30.0) - expected).max() <= 1e-5
   with pytest.raises(ValueError, match='is a base model'):
     StreamClassifier(model)
-
-
-def test_quantized_tensors_are_hidden():
-  detail = {'dtype': np.int8, 'quantization': (0.5, -3)}
-  values = np.array([-1.0, 0.0, 2.5, 1000.0], np.float32)
-  quantized = runners.quantize(values, detail)
-  assert quantized.dtype == np.int8
-  assert quantized.tolist() == [-5, -3, 2, 127]  # clipped to int8
-  assert runners.dequantize(quantized, detail).tolist() == [
-      -1.0, 0.0, 2.5, 65.0]
-  counter = {'dtype': np.int32, 'quantization': (0.0, 0)}
-  assert runners.quantize(np.array([4]), counter).dtype == np.int32
 
 
 def test_a_quantization_the_export_lacks_is_named(stream_export):

@@ -75,6 +75,8 @@ def read_labels(path: str) -> list[str]:
 
 def _labels(given, found: Optional[Sequence[str]],
             num_classes: int) -> tuple[str, ...]:
+  """The labels `given` (names, or a file of them), else `found`, else
+  `class_0`...; checked to name every class."""
   if isinstance(given, str):
     given = read_labels(given)
   if given is None:
