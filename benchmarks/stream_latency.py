@@ -97,7 +97,7 @@ def _saved(model, size: int, directory: str):
 def _tflite(model, size: int):
   """A step function of our float32 TFLite model, and its zero states."""
   interpreter = tf.lite.Interpreter(
-      model_content=tflite.convert(model, size), num_threads=1)
+      model_content=tflite.convert(model, size)['float32'], num_threads=1)
   runner = interpreter.get_signature_runner()
 
   def step(states, frame):

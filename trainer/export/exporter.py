@@ -178,10 +178,9 @@ def _write_tflite(staged: str, model: keras.Model, clip: np.ndarray,
   image_size, num_frames = clip.shape[2], clip.shape[1]
   expected = model(clip, training=False).numpy()
   parity = {}
-  for quantization in quantizations:
-    model_content = tflite.convert(
-        model, image_size, num_frames, quantization,
-        calibration.clips if quantization == 'int8' else None)
+  models = tflite.convert(model, image_size, num_frames, quantizations,
+                          calibration.clips if calibration else None)
+  for quantization, model_content in models.items():
     if quantization == 'int8':
       parity['tflite_int8_top1_agreement'] = _agreement(
           model, model_content, calibration, stream)

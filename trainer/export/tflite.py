@@ -60,47 +60,63 @@ def _frozen(function: tf.types.experimental.ConcreteFunction, spec):
   return run
 
 
-def _convert(function, spec, quantization: str = 'float32',
-             samples=None) -> bytes:
-  """The TFLite model of `function` over `spec`, builtin ops only,
-  quantized as `quantization` says (`samples`: a callable giving the int8
-  calibration inputs, dicts by input name)."""
+def _converter(path: str, quantization: str, samples):
+  """A converter of the SavedModel at `path` to `quantization`."""
+  converter = tf.lite.TFLiteConverter.from_saved_model(
+      path, signature_keys=['serving_default'])
+  converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+  if quantization != 'float32':
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+  if quantization == 'float16':
+    converter.target_spec.supported_types = [tf.float16]
+  if quantization == 'int8':
+    converter.representative_dataset = samples
+    converter.target_spec.supported_ops = [
+        tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+  return converter
+
+
+def _convert(function, spec, quantizations=('float32',),
+             samples=None) -> dict[str, bytes]:
+  """The TFLite models of `function` over `spec`, builtin ops only, by
+  quantization; `samples(frozen)` gives the int8 calibration inputs (dicts
+  by input name), `frozen` being `function` with constant weights."""
   frozen = _frozen(function, spec)
   module = tf.Module()
   module.run = frozen
+  models = {}
   with tempfile.TemporaryDirectory() as scratch:
     path = os.path.join(scratch, 'frozen')
     tf.saved_model.save(module, path, signatures={
         'serving_default': frozen.get_concrete_function()})
-    converter = tf.lite.TFLiteConverter.from_saved_model(
-        path, signature_keys=['serving_default'])
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    if quantization != 'float32':
-      converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if quantization == 'float16':
-      converter.target_spec.supported_types = [tf.float16]
-    if quantization == 'int8':
-      converter.representative_dataset = samples
-      converter.target_spec.supported_ops = [
-          tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    try:
-      return converter.convert()
-    except Exception as error:  # the converter raises its own ConverterError
-      raise FlexOpsError(_flex_message(error)) from error
+    for quantization in quantizations:
+      converter = _converter(path, quantization,
+                             samples and (lambda: samples(frozen)))
+      try:
+        models[quantization] = converter.convert()
+      except Exception as error:  # the converter's own ConverterError
+        raise FlexOpsError(_flex_message(error)) from error
+  return models
 
 
-def _stream_samples(model: keras.Model, clips: Iterable[np.ndarray]
+def _stream_samples(step, clips: Iterable[np.ndarray]
                     ) -> Iterator[dict[str, np.ndarray]]:
   """Each frame of each clip `(1, frames, size, size, 3)` with the states
-  the stream model has when it reaches that frame."""
+  the stream model has when it reaches that frame; `step` maps the states
+  and a frame to the next states and the logits."""
   for clip in clips:
-    states = model.init_states(clip.shape)
+    states = None
     for index in range(clip.shape[1]):
       frame = clip[:, index:index + 1]
-      yield {**{name: value.numpy() for name, value in states.items()},
-             saved_model.IMAGE: frame}
-      _, states = model({**states, saved_model.IMAGE: frame},
-                        training=False)
+      if states is None:
+        states = {name: np.zeros(spec.shape, spec.dtype.as_numpy_dtype)
+                  for name, spec in step.input_signature[0].items()
+                  if name != saved_model.IMAGE}
+      inputs = {**states, saved_model.IMAGE: frame}
+      yield inputs
+      outputs = step(inputs)
+      states = {name: value.numpy() for name, value in outputs.items()
+                if name != saved_model.LOGITS}
 
 
 def _flex_message(error: Exception) -> str:
@@ -114,38 +130,42 @@ def _flex_message(error: Exception) -> str:
 
 
 def convert(model: keras.Model, image_size: int, num_frames: int = 1,
-            quantization: str = 'float32',
-            calibration: Optional[Iterable[np.ndarray]] = None) -> bytes:
-  """The TFLite model of `model`: a stream model one frame per call, a base
-  model on `num_frames` frames; batch 1, `image_size` x `image_size`.
+            quantizations=('float32',),
+            calibration: Optional[Iterable[np.ndarray]] = None
+            ) -> dict[str, bytes]:
+  """The TFLite models of `model` by quantization: a stream model one frame
+  per call, a base model on `num_frames` frames; batch 1, `image_size` x
+  `image_size`. The model is traced and frozen once for all of them.
 
   Args:
     model: a built `MovinetClassifier` (float32).
     image_size: height and width of the frames.
     num_frames: a base model's frames.
-    quantization: one of `QUANTIZATIONS`.
+    quantizations: some of `QUANTIZATIONS`.
     calibration: with 'int8', float32 clips `(1, frames, image_size,
       image_size, 3)` in [0, 1] from the user's videos (a base model's of
-      `num_frames` frames); it is iterated once.
+      `num_frames` frames).
 
   Raises:
     ValueError: an unknown quantization, or int8 without calibration clips.
     FlexOpsError: an op has no TFLite builtin (named).
   """
-  if quantization not in QUANTIZATIONS:
-    raise ValueError(f'quantization {quantization!r} is not one of '
+  unknown = [name for name in quantizations if name not in QUANTIZATIONS]
+  if unknown:
+    raise ValueError(f'quantization {unknown[0]!r} is not one of '
                      f'{", ".join(QUANTIZATIONS)}')
-  if quantization == 'int8' and calibration is None:
+  if 'int8' in quantizations and calibration is None:
     raise ValueError('int8 quantization needs calibration clips')
+  clips = list(calibration or ())
   if saved_model.is_stream(model):
     shape = (1, 1, image_size, image_size, 3)
     module = saved_model.StreamModule(model, shape)
     spec = {**saved_model.state_specs(model, shape),
             saved_model.IMAGE: saved_model.image_spec(shape)}
-    return _convert(module.call.get_concrete_function(), spec, quantization,
-                    lambda: _stream_samples(model, calibration))
+    return _convert(module.call.get_concrete_function(), spec, quantizations,
+                    lambda frozen: _stream_samples(frozen, clips))
   shape = (1, num_frames, image_size, image_size, 3)
   module = saved_model.BaseModule(model, shape)
   return _convert(module.serve.get_concrete_function(),
-                  saved_model.image_spec(shape), quantization,
-                  lambda: ({saved_model.IMAGE: clip} for clip in calibration))
+                  saved_model.image_spec(shape), quantizations,
+                  lambda _: ({saved_model.IMAGE: clip} for clip in clips))
