@@ -21,6 +21,7 @@ from absl import logging
 import cv2
 import numpy as np
 import requests
+import tqdm
 
 from trainer import files
 
@@ -147,9 +148,13 @@ def _downloaded(url: str, timeout=URL_TIMEOUT) -> Iterator[str]:
     try:
       with requests.get(url, stream=True, timeout=timeout) as response:
         response.raise_for_status()
-        with open(path, 'wb') as f:
+        total = int(response.headers.get('Content-Length') or 0) or None
+        with open(path, 'wb') as f, tqdm.tqdm(
+            total=total, unit='B', unit_scale=True, desc=url,
+            disable=None, leave=False) as progress:
           for chunk in response.iter_content(_CHUNK_BYTES):
             f.write(chunk)
+            progress.update(len(chunk))
     except requests.RequestException as error:
       raise InputError(f'{url}: cannot download it ({_why(error)})'
                        ) from error
