@@ -108,8 +108,9 @@ def test_a_url_is_downloaded_and_one_that_does_not_answer_is_named(
     stream_export, videos):
   server = local_http.LocalHttpServer(videos.root)
   silent = f'http://127.0.0.1:{_closed_port()}/a.mp4'
+  absent = f'{server.url}/absent.mp4'
   try:
-    status, out, err = classify([f'{server.url}/a.mp4', silent],
+    status, out, err = classify([f'{server.url}/a.mp4', silent, absent],
                                 model=stream_export.path, top_k=1)
   finally:
     server.stop()
@@ -117,7 +118,33 @@ def test_a_url_is_downloaded_and_one_that_does_not_answer_is_named(
   assert out[0] == f'{server.url}/a.mp4'
   assert err[0].startswith(f'movinet-classify: error: {silent}: cannot '
                            'download it (')
-  assert err[-1] == f'movinet-classify: error: 1 of 2 inputs failed: {silent}'
+  assert err[1] == (f'movinet-classify: error: {absent}: cannot download '
+                    'it (HTTP 404 File not found)')
+  assert err[-1] == ('movinet-classify: error: 2 of 3 inputs failed: '
+                     f'{silent}, {absent}')
+
+
+def test_what_is_no_video_is_named(stream_export, tmp_path):
+  (tmp_path / 'empty').mkdir()
+  (tmp_path / 'notes.avi').write_text('not a video')
+  status, out, err = classify([tmp_path / 'empty', tmp_path / 'notes.avi'],
+                              model=stream_export.path)
+  assert (status, out) == (1, [])
+  assert err[0].startswith(f'movinet-classify: error: {tmp_path / "empty"}: '
+                           'a folder with no videos in it (files ending in')
+  assert err[1] == (f'movinet-classify: error: {tmp_path / "notes.avi"}: '
+                    'cannot be opened; not a video container OpenCV/FFmpeg '
+                    'can read')
+
+
+def test_max_frames_ends_a_stream(stream_export, videos, tmp_path):
+  status, out, _ = classify([videos.a], model=stream_export.path,
+                            stream=True, max_frames=7,
+                            output_json=str(tmp_path / 'out.json'))
+  (video,) = json.loads((tmp_path / 'out.json').read_text())['videos']
+  assert (status, video['source_frames']) == (0, 7)
+  assert [step['source_frame'] for step in video['stream']] == [0, 3, 6]
+  assert [line.split()[1] for line in out] == ['0.00s', '0.10s', '0.20s']
 
 
 def test_a_camera_that_cannot_be_opened_is_one_line(stream_export):
