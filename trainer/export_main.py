@@ -33,6 +33,7 @@ check (one line on stderr says what).
 import json
 import os
 import sys
+from typing import Optional
 
 from absl import flags
 from absl import logging
@@ -63,6 +64,7 @@ OFFICIAL_SAMPLING = {'a0': (50, 5, 172), 'a1': (50, 5, 172),
                      't0': (25, 10, 160)}
 KINETICS_FPS = 25.0
 DEFAULT_IMAGE_SIZE = 172
+DEFAULT_NUM_FRAMES = 8
 
 
 def _define_flags() -> None:
@@ -87,8 +89,10 @@ def _define_flags() -> None:
   flags.DEFINE_integer('image_size', None, 'Height and width of the TFLite '
                        "models' frames (default: the size the model was "
                        'trained at if known, else 172).')
-  flags.DEFINE_integer('num_frames', 8, "Frames of a base model's TFLite "
-                       'models (a stream model takes one frame per call).')
+  flags.DEFINE_integer('num_frames', None, "Frames of a base model's "
+                       'TFLite models (default: the frames of its training '
+                       'clips if known, else 8; a stream model takes one '
+                       'frame per call).')
   flags.DEFINE_list('quantize', [], 'TFLite models besides float32: any of '
                     f'{", ".join(tflite.QUANTIZATIONS[1:])} (none: empty).')
   flags.DEFINE_string('calibration_data', None, 'For int8: a '
@@ -145,6 +149,23 @@ def _run_sampling(model_dir: str):
       json.loads(files.read_text(path)))
 
 
+def official_model(model_id: str, checkpoint: Optional[str],
+                   num_classes: int, stream: bool):
+  """An official MoViNet from `checkpoint` and how it was evaluated.
+
+  Raises:
+    ValueError: no checkpoint, or one that does not fit (named).
+  """
+  if not checkpoint:
+    raise ValueError('--model_id needs --checkpoint (an official '
+                     'checkpoint directory, .tar.gz or URL)')
+  model = build_movinet_classifier(model_id, num_classes, stream=stream)
+  load_official_checkpoint(model, checkpoint)
+  frames, step, size = OFFICIAL_SAMPLING[model_id]
+  return model, sampling_lib.ClipSampling(
+      num_frames=frames, frame_step=step, fps=KINETICS_FPS, image_size=size)
+
+
 def _source():
   """The model, its class names and its sampling (None: unknown).
 
@@ -168,22 +189,15 @@ def _source():
       raise ValueError(f'--keras={FLAGS.keras} does not exist')
     model = keras.saving.load_model(FLAGS.keras)
   else:
-    if not FLAGS.checkpoint:
-      raise ValueError('--model_id needs --checkpoint (an official '
-                       'checkpoint directory, .tar.gz or URL)')
-    model = build_movinet_classifier(FLAGS.model_id, FLAGS.num_classes,
-                                     stream=FLAGS.stream)
-    load_official_checkpoint(model, FLAGS.checkpoint)
-    frames, step, size = OFFICIAL_SAMPLING[FLAGS.model_id]
-    sampling = sampling_lib.ClipSampling(num_frames=frames, frame_step=step,
-                                         fps=KINETICS_FPS, image_size=size)
+    model, sampling = official_model(FLAGS.model_id, FLAGS.checkpoint,
+                                     FLAGS.num_classes, FLAGS.stream)
   if FLAGS.labels:
     labels = _read_labels(FLAGS.labels)
   return model, list(labels or [f'class_{index}' for index in
                                 range(model.num_classes)]), sampling
 
 
-def _calibration(sampling, stream: bool, image_size: int):
+def _calibration(sampling, stream: bool, image_size: int, num_frames: int):
   """The int8 calibration clips the flags name, or None."""
   if 'int8' not in FLAGS.quantize:
     return None
@@ -193,7 +207,7 @@ def _calibration(sampling, stream: bool, image_size: int):
   return calibration_lib.read_clips(
       FLAGS.calibration_data, FLAGS.calibration_split,
       FLAGS.calibration_clips, sampling or sampling_lib.ClipSampling(),
-      image_size, num_frames=None if stream else FLAGS.num_frames)
+      image_size, num_frames=None if stream else num_frames)
 
 
 def main(argv) -> None:
@@ -208,11 +222,13 @@ def main(argv) -> None:
     model, labels, sampling = _source()
     image_size = FLAGS.image_size or (
         sampling.image_size if sampling else DEFAULT_IMAGE_SIZE)
+    num_frames = FLAGS.num_frames or (
+        sampling.num_frames if sampling else DEFAULT_NUM_FRAMES)
     calibration = _calibration(sampling, bool(model.backbone.causal),
-                               image_size)
+                               image_size, num_frames)
     info = exporter.export(
         exporter.as_float32(model), labels, FLAGS.output_dir,
-        image_size=image_size, num_frames=FLAGS.num_frames,
+        image_size=image_size, num_frames=num_frames,
         sampling=sampling, quantizations=FLAGS.quantize,
         calibration=calibration)
   except (ValueError, OSError) as error:

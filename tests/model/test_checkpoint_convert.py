@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from tests import local_http
 from tests.model import official_oracle
+from trainer import export_main
 from trainer.model import MODEL_IDS, build_movinet_classifier
 from trainer.model.checkpoint_convert import load_official_checkpoint
 
@@ -84,6 +85,21 @@ def test_trainer_checkpoint_with_backbone_keys(official_a0):
   load_official_checkpoint(model, str(official_a0['trainer']))
   np.testing.assert_allclose(np.asarray(model(_video(), training=False)),
                              official_a0['expected'], atol=TOLERANCE, rtol=0)
+
+
+def test_movinet_export_reads_an_official_checkpoint(official_a0):
+  """movinet-export's official source: the official model's logits, and the
+  sampling of the official a0 config (configs/yaml/movinet_a0_k600_8x8.yaml:
+  50 frames, stride 5, 172 px) for export.json."""
+  model, sampling = export_main.official_model(
+      'a0', str(official_a0['release']), 7, stream=False)
+  np.testing.assert_allclose(np.asarray(model(_video(), training=False)),
+                             official_a0['expected'], atol=TOLERANCE, rtol=0)
+  assert sampling.to_json() == {'num_frames': 50, 'frame_step': 5,
+                                'fps': 25.0, 'image_size': 172,
+                                'resize': 'crop'}
+  with pytest.raises(ValueError, match='--model_id needs --checkpoint'):
+    export_main.official_model('a0', None, 7, stream=False)
 
 
 def test_archive_served_over_http(official_a0, tmp_path):
