@@ -7,12 +7,14 @@ skipped; the others go on. Only the command prints: lines go through the
 `emit` callable given.
 """
 
+import contextlib
 import dataclasses
 from typing import Callable, Optional
 
 from absl import logging
 import numpy as np
 
+from trainer import files
 from trainer.inference import frames as frames_lib
 from trainer.inference import outputs
 from trainer.inference import sources
@@ -75,19 +77,10 @@ def _targets(options: Options, inputs) -> list[_Targets]:
 
 
 def _maybe_writer(path: Optional[str], fps: float):
+  """A video writer for `path`, or for None a context giving None."""
   if path is None:
-    return _NoWriter()
+    return contextlib.nullcontext(None)
   return outputs.video_writer(path, fps)
-
-
-class _NoWriter:
-  """Stands in for a video writer when no video is written."""
-
-  def __enter__(self):
-    return None
-
-  def __exit__(self, *exc):
-    return False
 
 
 def _camera_frames(video: sources.Video):
@@ -180,10 +173,13 @@ def classify_all(model: LoadedModel, inputs: list[sources.VideoInput],
     try:
       with sources.open_video(video_input, options.max_frames) as video:
         records.append(run(classifier, video, options, targets, emit))
-    except (sources.InputError, OSError) as error:
+    except (ValueError, OSError) as error:  # InputError is a ValueError
+      message = files.reason(error).rstrip('.')
+      if not isinstance(error, sources.InputError):
+        message = f'{video_input.name}: {message}'
       failed.append(video_input.name)
-      on_error(str(error).strip().splitlines()[0].rstrip('.'))
-      records.append({'input': video_input.name, 'error': str(error)})
+      on_error(message)
+      records.append({'input': video_input.name, 'error': message})
   if options.output_json:
     outputs.write_json(options.output_json, {
         'model': model.description, 'labels': list(model.labels),
