@@ -11,8 +11,12 @@ carried from frame to frame as a streaming app carries them, random weights,
     (`trainer.export.saved_model.StreamModule.call`, fixed shapes);
   - ours, SavedModel: `signatures['call']` of our exported SavedModel, as
     the official notebooks call it;
-  - ours, TFLite float32: our `model.tflite`, as the official README runs
-    it (`trainer.export.tflite`).
+  - ours, TFLite float32, float16 and int8: our `model.tflite` and its
+    quantized versions, as the official README runs them
+    (`trainer.export.tflite`); int8 calibrated on 4 clips of 8 frames of
+    the synthetic videos (textured background, moving shapes).
+
+The frames fed are those of a synthetic video at `--image_size`, in turn.
 
 Each runner's first `--warmup` frames (tracing, graph optimisation, XNNPACK
 set-up) are left out; the median over `--rounds` of the mean time of
@@ -40,12 +44,14 @@ tf.config.threading.set_inter_op_parallelism_threads(1)
 import tf_keras  # noqa: E402
 from official.projects.movinet.modeling import movinet, movinet_model  # noqa: E402
 
+from trainer.data import synthetic  # noqa: E402
 from trainer.export import saved_model  # noqa: E402
 from trainer.export import tflite  # noqa: E402
 from trainer.model import build_movinet_classifier  # noqa: E402
 # pylint: enable=wrong-import-position
 
 NUM_CLASSES = 600
+QUANTIZATIONS = ('float32', 'float16', 'int8')
 STREAM = dict(causal=True, conv_type='2plus1d', se_type='2plus3d',
               activation='hard_swish', gating_activation='hard_sigmoid')
 
@@ -94,10 +100,17 @@ def _saved(model, size: int, directory: str):
       tf.constant([1, 1, size, size, 3]))
 
 
-def _tflite(model, size: int):
-  """A step function of our float32 TFLite model, and its zero states."""
-  interpreter = tf.lite.Interpreter(
-      model_content=tflite.convert(model, size)['float32'], num_threads=1)
+def _video(size: int, seed: int, frames: int = 8) -> np.ndarray:
+  """A synthetic video `(1, frames, size, size, 3)` in [0, 1]."""
+  video = synthetic.frames_for(seed % 4, synthetic.video_rng(seed, 0, 0),
+                               frames, (size, size))
+  return (video[None] / 255.0).astype(np.float32)
+
+
+def _tflite(model_content: bytes):
+  """A step function of a TFLite stream model, and its zero states."""
+  interpreter = tf.lite.Interpreter(model_content=model_content,
+                                    num_threads=1)
   runner = interpreter.get_signature_runner()
 
   def step(states, frame):
@@ -110,11 +123,12 @@ def _tflite(model, size: int):
   return step, states
 
 
-def _mean_ms(step, states, frame, frames: int):
-  """Mean ms of `frames` steps, states carried; and the last states."""
+def _mean_ms(step, states, video, frames: int):
+  """Mean ms of `frames` steps over the frames of `video` in turn, states
+  carried; and the last states."""
   start = time.perf_counter()
-  for _ in range(frames):
-    _, states = step(states, frame)
+  for index in range(frames):
+    _, states = step(states, video[:, index % video.shape[1]][:, None])
   return (time.perf_counter() - start) * 1e3 / frames, states
 
 
@@ -127,36 +141,42 @@ def main() -> None:
   parser.add_argument('--rounds', type=int, default=3)
   args = parser.parse_args()
   size = args.image_size
-  frame = np.random.default_rng(0).uniform(
-      size=(1, 1, size, size, 3)).astype(np.float32)
+  video = _video(size, seed=7)
   model = build_movinet_classifier(args.model_id, NUM_CLASSES, stream=True)
   runners = {}
   with tempfile.TemporaryDirectory() as scratch:
     for name, make in (
         ('official (TF)', lambda: _official(args.model_id, size)),
         ('ours (TF)', lambda: _ours(model, size)),
-        ('ours (SavedModel)', lambda: _saved(model, size, scratch)),
-        ('ours (TFLite float32)', lambda: _tflite(model, size))):
+        ('ours (SavedModel)', lambda: _saved(model, size, scratch))):
       start = time.perf_counter()
       runners[name] = make()
       print(f'{name}: built or exported in {time.perf_counter() - start:.1f} '
             's', flush=True)
+    start = time.perf_counter()
+    models = tflite.convert(model, size, quantizations=QUANTIZATIONS,
+                            calibration=[_video(size, seed)
+                                         for seed in range(4)])
+    print(f'TFLite {", ".join(QUANTIZATIONS)}: converted in '
+          f'{time.perf_counter() - start:.1f} s', flush=True)
+    for quantization, model_content in models.items():
+      runners[f'ours (TFLite {quantization})'] = _tflite(model_content)
     states = {name: runner[1] for name, runner in runners.items()}
     times = {name: [] for name in runners}
     for name, (step, _) in runners.items():
-      _, states[name] = _mean_ms(step, states[name], frame, args.warmup)
+      _, states[name] = _mean_ms(step, states[name], video, args.warmup)
     for _ in range(args.rounds):
       for name, (step, _) in runners.items():
-        milliseconds, states[name] = _mean_ms(step, states[name], frame,
+        milliseconds, states[name] = _mean_ms(step, states[name], video,
                                               args.frames)
         times[name].append(milliseconds)
   official = statistics.median(times['official (TF)'])
   print(f'\n{args.model_id} stream, {size}x{size}, batch 1, one thread, '
         f'median of {args.rounds} x {args.frames} frames:')
-  print(f'{"":24s} {"ms/frame":>9s} {"speed-up over official":>24s}')
+  print(f'{"":26s} {"ms/frame":>9s} {"speed-up over official":>24s}')
   for name, values in times.items():
     median = statistics.median(values)
-    print(f'{name:24s} {median:9.2f} {official / median:23.2f}x')
+    print(f'{name:26s} {median:9.2f} {official / median:23.2f}x')
 
 
 if __name__ == '__main__':
