@@ -30,7 +30,6 @@ Exit status: 0 exported; 1 bad input or an export that failed its parity
 check (one line on stderr says what).
 """
 
-import json
 import os
 import sys
 from typing import Optional
@@ -41,11 +40,11 @@ import keras
 import tensorflow as tf
 
 from trainer import command_line
-from trainer import files
 from trainer.data import sampling as sampling_lib
 from trainer.export import calibration as calibration_lib
 from trainer.export import exporter
 from trainer.export import tflite
+from trainer.inference import models
 from trainer.model import MODEL_IDS
 from trainer.model import build_movinet_classifier
 from trainer.model import load_official_checkpoint
@@ -53,8 +52,7 @@ from trainer.training import checkpointing
 from trainer.training import run_identity
 
 FLAGS = flags.FLAGS
-WEIGHTS = {'final': 'final_model.keras', 'best': 'best_model.keras',
-           'latest_checkpoint': None}
+WEIGHTS = {**models.WEIGHTS, 'latest_checkpoint': None}
 # How the official Kinetics 600 models were evaluated: (frames, temporal
 # stride, image size) of `validation_data` in the official
 # configs/yaml/movinet_<id>_k600_8x8.yaml; Kinetics decoded at 25 fps.
@@ -63,8 +61,6 @@ OFFICIAL_SAMPLING = {'a0': (50, 5, 172), 'a1': (50, 5, 172),
                      'a4': (80, 3, 290), 'a5': (120, 2, 320),
                      't0': (25, 10, 160)}
 KINETICS_FPS = 25.0
-DEFAULT_IMAGE_SIZE = 172
-DEFAULT_NUM_FRAMES = 8
 
 
 def _define_flags() -> None:
@@ -102,13 +98,6 @@ def _define_flags() -> None:
   flags.mark_flag_as_required('output_dir')
 
 
-def _read_labels(path: str) -> list[str]:
-  if not tf.io.gfile.exists(path):
-    raise ValueError(f'--labels={path} does not exist.')
-  return [line.strip() for line in files.read_text(path).splitlines()
-          if line.strip()]
-
-
 def _from_model_dir(model_dir: str, weights: str) -> keras.Model:
   """The run's model at `weights` ('final', 'best', 'latest_checkpoint')."""
   if weights != 'latest_checkpoint':
@@ -138,17 +127,6 @@ def _from_model_dir(model_dir: str, weights: str) -> keras.Model:
   return model
 
 
-def _run_sampling(model_dir: str):
-  """The run's `ClipSampling`, or None if it predates `sampling.json`."""
-  path = os.path.join(model_dir, sampling_lib.SAMPLING_FILE)
-  if not tf.io.gfile.exists(path):
-    logging.warning('%s has no %s; export.json gets the default sampling.',
-                    model_dir, sampling_lib.SAMPLING_FILE)
-    return None
-  return sampling_lib.ClipSampling.from_json(
-      json.loads(files.read_text(path)))
-
-
 def official_model(model_id: str, checkpoint: Optional[str],
                    num_classes: int, stream: bool):
   """An official MoViNet from `checkpoint` and how it was evaluated.
@@ -167,7 +145,8 @@ def official_model(model_id: str, checkpoint: Optional[str],
 
 
 def _source():
-  """The model, its class names and its sampling (None: unknown).
+  """The model, its class names and its sampling (the defaults when the
+  source does not record it).
 
   Raises:
     ValueError: no source, two sources, or a missing file (named).
@@ -178,10 +157,10 @@ def _source():
     raise ValueError('give one model: --model_dir (a training run), --keras '
                      '(a .keras file) or --model_id with --checkpoint (an '
                      f'official one); got {len(given)}')
-  sampling, labels = None, None
+  sampling, labels = sampling_lib.ClipSampling(), None
   if FLAGS.model_dir:
     model = _from_model_dir(FLAGS.model_dir, FLAGS.weights)
-    sampling = _run_sampling(FLAGS.model_dir)
+    sampling = models.read_sampling(FLAGS.model_dir)
     identity = run_identity.read(FLAGS.model_dir)
     labels = identity.label_names if identity else None
   elif FLAGS.keras:
@@ -192,7 +171,7 @@ def _source():
     model, sampling = official_model(FLAGS.model_id, FLAGS.checkpoint,
                                      FLAGS.num_classes, FLAGS.stream)
   if FLAGS.labels:
-    labels = _read_labels(FLAGS.labels)
+    labels = models.read_labels(FLAGS.labels)
   return model, list(labels or [f'class_{index}' for index in
                                 range(model.num_classes)]), sampling
 
@@ -206,7 +185,7 @@ def _calibration(sampling, stream: bool, image_size: int, num_frames: int):
                      '--calibration_data (a movinet-prepare directory)')
   return calibration_lib.read_clips(
       FLAGS.calibration_data, FLAGS.calibration_split,
-      FLAGS.calibration_clips, sampling or sampling_lib.ClipSampling(),
+      FLAGS.calibration_clips, sampling,
       image_size, num_frames=None if stream else num_frames)
 
 
@@ -220,10 +199,8 @@ def main(argv) -> None:
                        f'{", ".join(tflite.QUANTIZATIONS[1:])}')
     exporter.check_output_dir(FLAGS.output_dir)  # before the slow part
     model, labels, sampling = _source()
-    image_size = FLAGS.image_size or (
-        sampling.image_size if sampling else DEFAULT_IMAGE_SIZE)
-    num_frames = FLAGS.num_frames or (
-        sampling.num_frames if sampling else DEFAULT_NUM_FRAMES)
+    image_size = FLAGS.image_size or sampling.image_size
+    num_frames = FLAGS.num_frames or sampling.num_frames
     calibration = _calibration(sampling, bool(model.backbone.causal),
                                image_size, num_frames)
     info = exporter.export(

@@ -28,12 +28,13 @@ from trainer.data import sampling as sampling_lib
 from trainer.data.sampling import ClipSampling
 from trainer.export import exporter
 from trainer.export import saved_model
+from trainer.export import tflite
 from trainer.inference import runners
 import trainer.model  # noqa: F401  # pylint: disable=unused-import
 # (registers the layers and the loss `load_model` needs)
 from trainer.training import run_identity
 
-QUANTIZATIONS = ('float32', 'float16', 'dynamic_range', 'int8')
+QUANTIZATIONS = tflite.QUANTIZATIONS
 BACKENDS = ('tflite', 'saved_model')
 WEIGHTS = {'final': 'final_model.keras', 'best': 'best_model.keras'}
 
