@@ -113,23 +113,29 @@ class ConvBlock(keras.layers.Layer):
     states[self.buffer_name] = x[:, -self.buffer_size:]
     return x
 
-  def _post(self, x, bn, training):
-    if bn is not None:
-      x = bn(x, training=training)
-    if self._activation_fn is not None:
-      x = self._activation_fn(x)
-    return x
+  def _conv_norm_act(self, conv, bn, x, training):
+    """`activation(bn(conv(x)))`. At inference the BatchNorm is folded into
+    the convolution's kernel and bias (no pass of its own over the output)
+    and the convolution applies the activation, on its 2D view of the
+    output (see `VideoConv.call`)."""
+    if bn is not None and training and bn.trainable:
+      x = bn(conv(x, training=training), training=training)
+      return x if self._activation_fn is None else self._activation_fn(x)
+    scale, offset = bn.inference_affine() if bn is not None else (None, None)
+    return conv(x, scale=scale, offset=offset,
+                activation=self._activation_fn, training=training)
 
   def call(self, inputs, states: Optional[States] = None, training=None):
     states = dict(states or {})
     x = inputs
     if self.buffer_size and self.conv_temporal is None:
       x = self._buffered(x, states)
-    x = self._post(self.conv(x), self.bn, training)
+    x = self._conv_norm_act(self.conv, self.bn, x, training)
     if self.conv_temporal is not None:
       if self.buffer_size:
         x = self._buffered(x, states)
-      x = self._post(self.conv_temporal(x), self.bn_temporal, training)
+      x = self._conv_norm_act(self.conv_temporal, self.bn_temporal, x,
+                              training)
     return x, states
 
   def compute_output_shape(self, input_shape):

@@ -47,9 +47,13 @@ class GlobalAveragePool3D(keras.layers.Layer):
     states[self.frame_count_name] = frame_count + num_frames
 
     if self.causal:
-      x = ops.cumsum(ops.mean(inputs, axis=(2, 3), keepdims=True), axis=1)
-      x = x + buffer
-      states[self.buffer_name] = x[:, -1:]
+      # Ops on axes of static size 1 are skipped: a stream of one frame at
+      # a time (squeeze-excitation pools spatial means) needs only the sum.
+      x = (inputs if tuple(inputs.shape[2:4]) == (1, 1) else
+           ops.mean(inputs, axis=(2, 3), keepdims=True))
+      one_frame = inputs.shape[1] == 1
+      x = (x if one_frame else ops.cumsum(x, axis=1)) + buffer
+      states[self.buffer_name] = x if one_frame else x[:, -1:]
       divisors = ops.arange(num_frames, dtype='int32') + frame_count + 1
       x = x / ops.cast(ops.reshape(divisors, (1, -1, 1, 1, 1)), x.dtype)
     else:

@@ -12,7 +12,13 @@ over the padded input `x`, with 2D 'same' padding in space (TensorFlow's
 rule) and 'same', 'causal' (all padding before the first frame) or 'valid'
 (the caller prepended a stream buffer) padding in time. Special cases that
 reduce to cheaper ops: a 1x1x1 convolution is a matrix product, and a
-depthwise (k, 1, 1) convolution is a weighted sum of shifted frames.
+depthwise (k, 1, 1) convolution is a weighted sum of shifted frames (at
+inference, one depthwise 2D convolution over `(frames, height * width)`).
+
+At inference a BatchNorm after the convolution can be folded into its
+kernel and bias (`scale`, `offset`), and the activation applied on the 2D
+view of the output, so that TensorFlow fuses the bias into oneDNN's
+(depthwise) 2D convolution.
 
 Kernels are stored in the layout of the official MoViNet variables
 (`kernel_layout='3d'`: `(t, h, w, in, out)` or `(t, h, w, 1, channels)`;
@@ -56,11 +62,17 @@ def temporal_pad_amounts(padding: str, kernel_frames: int, stride: int,
   return total // 2, total - total // 2
 
 
-def pointwise(x, kernel):
-  """`x @ kernel` over the channel axis, as one 2D matrix product."""
+def pointwise(x, kernel, finish):
+  """`finish(x @ kernel)` over the channel axis, as one 2D matrix product.
+
+  `finish` (bias and activation) runs on the reshaped-back output, where
+  TensorFlow's graph optimizer cannot fuse the bias into the product: the
+  oneDNN MatMul with a fused bias reorders its (variable) weights on every
+  call and is slower than the product and an add.
+  """
   shape = ops.shape(x)
   y = ops.matmul(ops.reshape(x, (-1, shape[-1])), kernel)
-  return ops.reshape(y, tuple(shape[:-1]) + (kernel.shape[-1],))
+  return finish(ops.reshape(y, tuple(shape[:-1]) + (kernel.shape[-1],)))
 
 
 @keras.saving.register_keras_serializable(package='movinet')
@@ -137,54 +149,104 @@ class VideoConv(keras.layers.Layer):
           name='bias', shape=(self.filters,), initializer='zeros',
           regularizer=keras.regularizers.get(self.bias_regularizer))
 
-  def call(self, inputs):
-    frames, height, width = self.kernel_size
-    in_channels = inputs.shape[-1]
-    if self.depthwise:
-      kernel = ops.reshape(self.kernel, (frames, height, width, in_channels))
-    else:
-      kernel = ops.reshape(self.kernel,
-                           (frames, height, width, in_channels, self.filters))
-    kernel = ops.cast(kernel, inputs.dtype)
+  def call(self, inputs, scale=None, offset=None, activation=None,
+           training=None):
+    """Convolves `inputs`, then applies `activation` (a function or None).
 
-    if self.kernel_size == (1, 1, 1) and self.strides == (1, 1, 1):
+    `scale` and `offset`, `(filters,)`, if given, apply `outputs * scale +
+    offset` before the activation, through the kernel and the bias (an
+    inference BatchNorm folded in). With `training` false, faster forms
+    whose gradients are slower on CPU are used.
+    """
+    kernel, bias = self._folded_weights(scale, offset, inputs.dtype)
+
+    def finish(y):  # on any view of the output: the bias and activation
+      if bias is not None:
+        y = y + bias
+      return y if activation is None else activation(y)
+
+    if self._is_pointwise():
       if self.depthwise:
-        outputs = inputs * kernel[0, 0, 0]
-      else:
-        outputs = pointwise(inputs, kernel[0, 0, 0])
-    else:
-      outputs = self._temporal_sum(inputs, kernel)
-    if self.bias is not None:
-      outputs = outputs + ops.cast(self.bias, outputs.dtype)
-    return outputs
+        return finish(inputs * kernel)
+      return pointwise(inputs, kernel, finish)
+    if (self.depthwise and self.kernel_size[1:] == (1, 1) and
+        self.strides[1:] == (1, 1) and not training):
+      return self._temporal_depthwise(inputs, kernel, finish)
+    return self._temporal_sum(inputs, kernel, finish)
 
-  def _temporal_sum(self, inputs, kernel):
-    """The convolution as a sum over the kernel's frames of 2D ones."""
+  def _is_pointwise(self) -> bool:
+    return self.kernel_size == (1, 1, 1) and self.strides == (1, 1, 1)
+
+  def _folded_weights(self, scale, offset, dtype):
+    """The kernel, `(frames, height, width, in, out)` or `(frames, height,
+    width, channels)` (without the unit axes when `_is_pointwise`), and the
+    bias or None, with `scale` and `offset` folded in, in `dtype`."""
     frames, height, width = self.kernel_size
-    stride_t, stride_h, stride_w = self.strides
-    shape = ops.shape(inputs)
-    batch, num_frames = shape[0], shape[1]
+    channels = self.filters  # the input channels when depthwise
+    if self._is_pointwise():
+      shape = (channels,) if self.depthwise else self.kernel.shape[-2:]
+    elif self.depthwise:
+      shape = (frames, height, width, channels)
+    else:
+      shape = (frames, height, width) + tuple(self.kernel.shape[-2:])
+    kernel = ops.reshape(self.kernel, shape)
+    bias = self.bias
+    if scale is not None:
+      kernel = kernel * scale
+      bias = None if bias is None else bias * scale
+    if offset is not None:
+      bias = offset if bias is None else bias + offset
+    return (ops.cast(kernel, dtype),
+            None if bias is None else ops.cast(bias, dtype))
+
+  def _pad_frames(self, inputs):
+    """`inputs` padded in time for `temporal_padding`."""
+    frames, stride = self.kernel_size[0], self.strides[0]
     before, after = temporal_pad_amounts(self.temporal_padding, frames,
-                                         stride_t, num_frames)
+                                         stride, ops.shape(inputs)[1])
     if frames > 1 and (before or after):
       inputs = ops.pad(inputs, ((0, 0), (before, after), (0, 0), (0, 0),
                                 (0, 0)))
-    padded_frames = ops.shape(inputs)[1]
+    return inputs
+
+  def _temporal_depthwise(self, inputs, kernel, finish):
+    """A depthwise `(t, 1, 1)` convolution as one depthwise 2D one over
+    `(batch, frames, height * width, channels)`: one kernel instead of a
+    slice, a product and a sum per frame of the kernel. Inference only:
+    its gradient is slower on CPU than the sum's."""
+    inputs = self._pad_frames(inputs)
+    batch, frames, height, width, _ = ops.shape(inputs)
+    channels = inputs.shape[-1]
+    y = ops.depthwise_conv(
+        ops.reshape(inputs, (batch, frames, height * width, channels)),
+        ops.reshape(kernel, (self.kernel_size[0], 1, channels, 1)),
+        strides=(self.strides[0], 1), padding='valid')
+    return ops.reshape(finish(y), (batch, ops.shape(y)[1], height, width,
+                                   channels))
+
+  def _temporal_sum(self, inputs, kernel, finish):
+    """The convolution as a sum over the kernel's frames of 2D ones, then
+    `finish` (with one frame, on the 2D output)."""
+    frames, height, width = self.kernel_size
+    stride_t, stride_h, stride_w = self.strides
+    inputs = self._pad_frames(inputs)
+    batch, padded_frames = ops.shape(inputs)[0], ops.shape(inputs)[1]
     out_frames = (padded_frames - frames) // stride_t + 1
     span = (out_frames - 1) * stride_t + 1
 
     spatial = (height, width) != (1, 1) or (stride_h, stride_w) != (1, 1)
+    tap_finish = finish if frames == 1 else lambda y: y
     outputs = None
     for tap in range(frames):
       x = self._frames(inputs, tap, span)
       if spatial:
-        y = self._conv2d(x, kernel[tap], batch, out_frames)
+        y = self._conv2d(x, kernel[tap], tap_finish, batch, out_frames)
       elif self.depthwise:
-        y = x * kernel[tap, 0, 0]
+        y = tap_finish(x * kernel[tap, 0, 0])
       else:
-        y = pointwise(x, kernel[tap, 0, 0])
+        y = pointwise(x, kernel[tap, 0, 0], tap_finish)
       outputs = y if outputs is None else outputs + y
-    return outputs
+    return outputs if frames == 1 else finish(outputs)
 
   def _frames(self, inputs, start, span):
     """Frames `start, start + stride, ...` (`span` frames from `start`)."""
@@ -198,8 +260,8 @@ class VideoConv(keras.layers.Layer):
                        (shape[0], span) + tuple(shape[2:]))
     return inputs[:, start:start + span:self.strides[0]]
 
-  def _conv2d(self, x, kernel, batch, out_frames):
-    """Applies a 2D kernel to every frame of `x`."""
+  def _conv2d(self, x, kernel, finish, batch, out_frames):
+    """Applies a 2D kernel, then `finish`, to every frame of `x`."""
     _, _, h, w, c = ops.shape(x)
     frames_2d = ops.reshape(x, (-1, h, w, c))
     strides = self.strides[1:]
@@ -208,6 +270,7 @@ class VideoConv(keras.layers.Layer):
                              padding='same')
     else:
       y = ops.conv(frames_2d, kernel, strides=strides, padding='same')
+    y = finish(y)
     _, out_h, out_w, out_c = ops.shape(y)
     return ops.reshape(y, (batch, out_frames, out_h, out_w, out_c))
 
