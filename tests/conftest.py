@@ -1,11 +1,18 @@
 """Fixtures shared by every test package, and the order tests run in."""
 
+import subprocess
+import sys
 import types
 
 import pytest
 
 from tests import local_http
+from tests import shared_export as shared
 from tests import ucf101_fixture as ucf
+from tests.training import run_helpers
+from trainer.export import calibration
+from trainer.export import exporter
+from trainer.model import build_movinet_classifier
 
 
 @pytest.fixture(scope='session')
@@ -31,6 +38,55 @@ def ucf101_zips(tmp_path_factory):
       members=members,
       all_classes_url=f'{server.url}/all/UCF101_videos.zip')
   server.stop()
+
+
+@pytest.fixture(scope='session')
+def videos(tmp_path_factory):
+  """Two MP4 videos, `a.mp4` and `b.mp4`, in the folder `root`."""
+  root = tmp_path_factory.mktemp('videos')
+  for seed, name in enumerate(('a', 'b')):
+    shared.write_video(root / f'{name}.mp4', shared.video_frames(seed))
+  return types.SimpleNamespace(root=root, a=root / 'a.mp4',
+                               b=root / 'b.mp4')
+
+
+@pytest.fixture(scope='session')
+def stream_export(tmp_path_factory, videos):
+  """The shared stream export (`tests/shared_export.py`).
+
+  Attributes: `model` (Keras, stream), `path` (its export directory, every
+  quantization), `info` (its `ExportInfo`), `calibration` (the clips int8
+  calibrated on, of a prepared synthetic split), and `command`, a
+  `movinet-classify` process on a missing video and `videos.a`, started on
+  the model's `.keras` file before the export so that the two run side by
+  side, with `missing`, the path it was given.
+  """
+  model = build_movinet_classifier('a0', len(shared.LABELS), stream=True)
+  folder = tmp_path_factory.mktemp('stream_export')
+  model.save(folder / 'model.keras')
+  missing = folder / 'missing.mp4'
+  command = subprocess.Popen(
+      [sys.executable, '-m', 'trainer.classify_main',
+       f'--keras={folder / "model.keras"}', '--top_k=2', str(missing),
+       str(videos.a)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+      text=True)
+  try:
+    prepared = run_helpers.prepare_tiny(folder / 'data',
+                                        splits='train:2,test:1')
+    clips = calibration.read_clips(prepared, 'train', 8, shared.SAMPLING,
+                                   shared.SIZE)
+    info = exporter.export(
+        model, shared.LABELS, str(folder / 'export'), image_size=shared.SIZE,
+        sampling=shared.SAMPLING, calibration=clips,
+        quantizations=('int8', 'float16', 'dynamic_range'))
+    yield types.SimpleNamespace(
+        model=model, path=str(folder / 'export'), info=info,
+        calibration=clips, prepared=prepared, command=command,
+        missing=str(missing))
+  finally:
+    if command.poll() is None:
+      command.kill()
+    command.communicate()
 
 
 def _minutes(item) -> float:

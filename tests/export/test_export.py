@@ -18,6 +18,7 @@ model is checked where a trained model is
 
 import dataclasses
 import json
+import pathlib
 import subprocess
 import sys
 
@@ -26,46 +27,29 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.training import run_helpers
+from tests.shared_export import EXPORT_GROUP
+from tests.shared_export import LABELS
+from tests.shared_export import SAMPLING
+from tests.shared_export import SIZE
 from trainer.data.sampling import ClipSampling
 from trainer.export import calibration
 from trainer.export import exporter
 from trainer.export import tflite
 from trainer.model import build_movinet_classifier
 
+XDIST_GROUP = EXPORT_GROUP  # the stream export is shared with inference
 pytestmark = pytest.mark.slow(minutes=0.9)  # the module, on 2 cores
 
-FRAMES, SIZE, CLASSES = 4, 32, 4
-LABELS = ['jump', 'run', 'walk', 'wave']
+FRAMES = SAMPLING.num_frames
 # The exporter's bounds (issue: SavedModel vs Keras, TFLite float32 frame by
 # frame vs Keras on the whole clip, float16).
 SAVED_MODEL_BOUND, TFLITE_BOUND, FLOAT16_BOUND = 1e-5, 1e-4, 1e-2
-SAMPLING = ClipSampling(num_frames=FRAMES, frame_step=2, image_size=SIZE)
 
 
 @pytest.fixture(scope='module')
 def clip():
   return np.random.default_rng(0).uniform(
       size=(1, FRAMES, SIZE, SIZE, 3)).astype(np.float32)
-
-
-@pytest.fixture(scope='module')
-def prepared(tmp_path_factory):
-  """4 classes x (2 train + 1 test) synthetic videos, prepared."""
-  return run_helpers.prepare_tiny(tmp_path_factory.mktemp('data'),
-                                  splits='train:2,test:1')
-
-
-@pytest.fixture(scope='module')
-def stream(prepared, tmp_path_factory):
-  """An a0 stream model and its export in every quantization."""
-  model = build_movinet_classifier('a0', CLASSES, stream=True)
-  clips = calibration.read_clips(prepared, 'train', 8, SAMPLING, SIZE)
-  out = tmp_path_factory.mktemp('export') / 'a0_stream'
-  info = exporter.export(
-      model, LABELS, str(out), image_size=SIZE, sampling=SAMPLING,
-      calibration=clips, quantizations=('int8', 'float16', 'dynamic_range'))
-  return model, out, info, clips
 
 
 def _flex_ops(path) -> set[str]:
@@ -97,8 +81,9 @@ def _signature(path):
           for name, detail in details.items()}
 
 
-def test_stream_saved_model_runs_the_official_notebook_loop(stream, clip):
-  keras_model, out, *_ = stream
+def test_stream_saved_model_runs_the_official_notebook_loop(stream_export,
+                                                            clip):
+  keras_model, out = stream_export.model, pathlib.Path(stream_export.path)
   model = tf.saved_model.load(str(out / 'saved_model'))
   assert set(model.signatures) == {'init_states', 'call'}
   states = model.signatures['init_states'](tf.shape(clip))
@@ -112,8 +97,9 @@ def test_stream_saved_model_runs_the_official_notebook_loop(stream, clip):
   assert np.abs(logits.numpy() - expected).max() <= SAVED_MODEL_BOUND
 
 
-def test_stream_tflite_runs_the_official_readme_loop(stream, clip):
-  keras_model, out, info, _ = stream
+def test_stream_tflite_runs_the_official_readme_loop(stream_export, clip):
+  keras_model, out = stream_export.model, pathlib.Path(stream_export.path)
+  info = stream_export.info
   runner = tf.lite.Interpreter(
       model_path=str(out / 'model.tflite')).get_signature_runner()
   assert set(runner.get_input_details()) == {
@@ -128,8 +114,9 @@ def test_stream_tflite_runs_the_official_readme_loop(stream, clip):
   assert info.parity['tflite'] <= TFLITE_BOUND
 
 
-def test_every_quantization_keeps_the_stream_signature(stream):
-  model, out, info, clips = stream
+def test_every_quantization_keeps_the_stream_signature(stream_export):
+  model, out = stream_export.model, pathlib.Path(stream_export.path)
+  info, clips = stream_export.info, stream_export.calibration
   assert info.tflite == {'float32': 'model.tflite',
                          'float16': 'model_float16.tflite',
                          'dynamic_range': 'model_dynamic_range.tflite',
@@ -155,7 +142,7 @@ def test_every_quantization_keeps_the_stream_signature(stream):
 
 
 def test_an_export_directory_of_a_base_model(clip, tmp_path):
-  base_model = build_movinet_classifier('t0', CLASSES)
+  base_model = build_movinet_classifier('t0', len(LABELS))
   out = tmp_path / 'export'
   info = exporter.export(base_model, LABELS, str(out), image_size=SIZE,
                          num_frames=FRAMES)
@@ -168,7 +155,7 @@ def test_an_export_directory_of_a_base_model(clip, tmp_path):
               't0', 'base', SIZE, FRAMES, tuple(LABELS), 1)
   # Without a run's record, the default sampling at the videos' own rate.
   assert info.sampling == ClipSampling().to_json()
-  assert (out / 'labels.txt').read_text() == 'jump\nrun\nwalk\nwave\n'
+  assert (out / 'labels.txt').read_text() == 'jump\nrun\nwalk\n'
   assert info.parity['saved_model'] <= SAVED_MODEL_BOUND
   assert info.parity['tflite'] <= TFLITE_BOUND
   expected = base_model(clip, training=False).numpy()
@@ -188,8 +175,8 @@ def test_an_export_directory_of_a_base_model(clip, tmp_path):
   assert not _flex_ops(out / 'model.tflite')
 
 
-def test_an_incomplete_export_directory_is_named(stream, tmp_path):
-  out = stream[1]
+def test_an_incomplete_export_directory_is_named(stream_export, tmp_path):
+  out = pathlib.Path(stream_export.path)
   copy = tmp_path / 'copy'
   copy.mkdir()
   (copy / 'export.json').write_text((out / 'export.json').read_text())
@@ -207,7 +194,8 @@ def test_an_incomplete_export_directory_is_named(stream, tmp_path):
     exporter.read_info(str(tmp_path))
 
 
-def test_calibration_clips_come_from_the_split(prepared):
+def test_calibration_clips_come_from_the_split(stream_export):
+  prepared = stream_export.prepared
   clips = calibration.read_clips(prepared, 'train', 100, SAMPLING, SIZE)
   # 4 classes x 2 videos, one clip each: fewer than asked.
   assert len(clips.clips) == 8

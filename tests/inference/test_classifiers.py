@@ -1,6 +1,7 @@
 """The classifiers against the Keras model they were exported from."""
 
 import io
+import json
 import os
 import shutil
 
@@ -8,16 +9,17 @@ import keras
 import numpy as np
 import pytest
 
-from tests.inference.conftest import LABELS
-from tests.inference.conftest import SAMPLING
-from tests.inference.conftest import SIZE
+from tests.shared_export import EXPORT_GROUP
+from tests.shared_export import LABELS
+from tests.shared_export import SAMPLING
+from tests.shared_export import SIZE
 from trainer import classify_main
 from trainer.export import exporter
 from trainer.inference import ClipClassifier
 from trainer.inference import StreamClassifier
 from trainer.inference import load_model
 
-XDIST_GROUP = 'tests.inference'
+XDIST_GROUP = EXPORT_GROUP
 pytestmark = pytest.mark.slow(minutes=0.4)  # the folder, with its export
 BOUND = 1e-4  # the TFLite export's own parity bound
 
@@ -104,9 +106,14 @@ def test_a_base_model_averages_its_clips(base_model):
     StreamClassifier(model)
 
 
-def test_a_quantization_the_export_lacks_is_named(stream_export):
+def test_a_quantization_the_export_lacks_is_named(stream_export, tmp_path):
+  copy = tmp_path / 'float_only'
+  shutil.copytree(stream_export.path, copy)
+  record = json.loads((copy / exporter.INFO_NAME).read_text())
+  record['tflite'] = {'float32': exporter.TFLITE_NAME}
+  (copy / exporter.INFO_NAME).write_text(json.dumps(record))
   with pytest.raises(ValueError, match='has float32; choose'):
-    load_model(stream_export.path, quantization='int8')
+    load_model(str(copy), quantization='int8')
 
 
 def test_an_incomplete_export_is_one_line(stream_export, tmp_path):

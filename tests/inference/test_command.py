@@ -10,15 +10,16 @@ import cv2
 import pytest
 
 from tests import local_http
-from tests.inference.conftest import LABELS
-from tests.inference.conftest import VIDEO_FRAMES
-from tests.inference.conftest import VIDEO_HW
+from tests.shared_export import EXPORT_GROUP
+from tests.shared_export import LABELS
+from tests.shared_export import VIDEO_FRAMES
+from tests.shared_export import VIDEO_HW
 from trainer import classify_main
 from trainer.inference import batch
 from trainer.inference import load_model
 from trainer.inference import sources
 
-XDIST_GROUP = 'tests.inference'
+XDIST_GROUP = EXPORT_GROUP
 
 
 def classify(names, **settings):

@@ -10,7 +10,6 @@ from trainer.inference import frames
 from trainer.inference.classifiers import ClipClassifier
 from trainer.inference.models import LoadedModel
 
-XDIST_GROUP = 'tests.inference'
 
 
 @pytest.mark.parametrize('count, source_fps, target_fps, expected', [

@@ -7,7 +7,6 @@ import tensorflow as tf
 
 from trainer.inference import runners
 
-XDIST_GROUP = 'tests.inference'
 SHAPE = (1, 2, 4, 4, 3)  # a base model's (batch, frames, height, width, 3)
 
 
