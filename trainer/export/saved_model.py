@@ -22,6 +22,8 @@ from typing import Optional
 
 import keras
 import tensorflow as tf
+# The converter's own way to freeze variables.
+from tensorflow.python.framework import convert_to_constants  # pylint: disable=no-name-in-module
 
 IMAGE = 'image'
 LOGITS = 'logits'
@@ -48,20 +50,10 @@ def image_spec(shape) -> tf.TensorSpec:
   return tf.TensorSpec(shape, tf.float32, name=IMAGE)
 
 
-class _Module(tf.Module):
-  """Holds the model's variables, not the Keras model: saving the model
-  object itself would add ~8 s for nothing the signatures use."""
-
-  def __init__(self, model: keras.Model):
-    super().__init__()
-    self.weights = [variable.value for variable in model.variables]
-
-
-class StreamModule(_Module):
+class StreamModule:
   """`init_states` and `call` of a stream model, as tf.functions."""
 
   def __init__(self, model: keras.Model, shape=(None,) * 4 + (3,)):
-    super().__init__(model)
     inputs = {**state_specs(model, shape), IMAGE: image_spec(shape)}
 
     def init_states(input_shape):
@@ -76,11 +68,10 @@ class StreamModule(_Module):
     self.call = tf.function(call, input_signature=[inputs])
 
 
-class BaseModule(_Module):
+class BaseModule:
   """`serving_default` of a base model, as a tf.function."""
 
   def __init__(self, model: keras.Model, shape=(None,) * 4 + (3,)):
-    super().__init__(model)
 
     def serve(image):
       logits = model(image, training=False)
@@ -94,22 +85,30 @@ def is_stream(model: keras.Model) -> bool:
   return bool(model.backbone.causal)
 
 
-def module_for(model: keras.Model, shape=(None,) * 4 + (3,)) -> tf.Module:
-  """The signatures' module for `model`, stream or base."""
-  return (StreamModule if is_stream(model) else BaseModule)(model, shape)
+def frozen(function: tf.types.experimental.ConcreteFunction,
+           spec) -> tf.types.experimental.PolymorphicFunction:
+  """A tf.function over `spec` that runs `function` with its variables as
+  constants, with the same structured outputs.
 
+  A frozen graph reads no variable and skips the arithmetic on weights
+  alone (kernel reshapes, BatchNorm folding), which TensorFlow's grappler
+  folds into constants once instead of redoing it at every call.
+  """
+  constant = convert_to_constants.convert_variables_to_constants_v2(function)
 
-def signatures(module: tf.Module) -> dict:
-  if isinstance(module, StreamModule):
-    return {'init_states': module.init_states.get_concrete_function(),
-            'call': module.call.get_concrete_function()}
-  return {'serving_default': module.serve.get_concrete_function()}
+  @tf.function(input_signature=[spec])
+  def run(inputs):
+    return tf.nest.pack_sequence_as(function.structured_outputs,
+                                    constant(*tf.nest.flatten(inputs)))
+
+  return run
 
 
 def export(model: keras.Model, path: str,
            num_frames: Optional[int] = None,
            image_size: Optional[int] = None) -> None:
-  """Writes a SavedModel of `model` with the official signatures.
+  """Writes a SavedModel of `model` with the official signatures, its
+  weights frozen into the graph (an inference model: no variables).
 
   Args:
     model: a built `MovinetClassifier`.
@@ -119,5 +118,17 @@ def export(model: keras.Model, path: str,
   """
   frames = None if is_stream(model) else num_frames
   shape = (None, frames, image_size, image_size, 3)
-  module = module_for(model, shape)
-  tf.saved_model.save(module, path, signatures=signatures(module))
+  module = tf.Module()
+  if is_stream(model):
+    traced = StreamModule(model, shape)
+    module.init_states = traced.init_states
+    module.call = frozen(traced.call.get_concrete_function(),
+                         {**state_specs(model, shape),
+                          IMAGE: image_spec(shape)})
+    signatures = {'init_states': module.init_states.get_concrete_function(),
+                  'call': module.call.get_concrete_function()}
+  else:
+    module.serve = frozen(BaseModule(model, shape).serve
+                          .get_concrete_function(), image_spec(shape))
+    signatures = {'serving_default': module.serve.get_concrete_function()}
+  tf.saved_model.save(module, path, signatures=signatures)
