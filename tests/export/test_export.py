@@ -175,6 +175,19 @@ def test_an_export_directory_of_a_base_model(clip, tmp_path):
   assert not _flex_ops(out / 'model.tflite')
 
 
+def test_a_t0_stream_export(tmp_path):
+  """t0 too (the a0 stream, t0 base and a0 base exports are tested above
+  and in the round trip): the exporter measures the official loops'
+  parity itself and fails past the bounds."""
+  out = tmp_path / 't0_stream'
+  info = exporter.export(build_movinet_classifier('t0', 2, stream=True),
+                         ['a', 'b'], str(out), image_size=SIZE)
+  assert (info.model_id, info.variant) == ('t0', 'stream')
+  assert info.parity['saved_model'] <= SAVED_MODEL_BOUND
+  assert info.parity['tflite'] <= TFLITE_BOUND
+  assert not _flex_ops(out / 'model.tflite')
+
+
 def test_an_incomplete_export_directory_is_named(stream_export, tmp_path):
   out = pathlib.Path(stream_export.path)
   copy = tmp_path / 'copy'
