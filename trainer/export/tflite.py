@@ -35,9 +35,6 @@ from typing import Iterable, Iterator, Optional
 import keras
 import numpy as np
 import tensorflow as tf
-# The converter's own way to freeze variables; the public `from_concrete_
-# functions` freezes too but drops the signature that names the states.
-from tensorflow.python.framework import convert_to_constants  # pylint: disable=no-name-in-module
 # The converter's quantizer with a denylist, as its quantization debugger
 # calls it; the public options quantize every op that has an int8 kernel.
 from tensorflow.lite.python import convert as lite_convert  # pylint: disable=no-name-in-module
@@ -56,19 +53,6 @@ FLOAT_IN_INT8 = ('HARD_SWISH', 'DIV', 'AVERAGE_POOL_2D')
 
 class FlexOpsError(ValueError):
   """The model needs TensorFlow ops that TFLite's builtins lack."""
-
-
-def _frozen(function: tf.types.experimental.ConcreteFunction, spec):
-  """A tf.function over `spec` that runs `function` with its variables as
-  constants, with the same structured outputs."""
-  frozen = convert_to_constants.convert_variables_to_constants_v2(function)
-
-  @tf.function(input_signature=[spec])
-  def run(inputs):
-    return tf.nest.pack_sequence_as(function.structured_outputs,
-                                    frozen(*tf.nest.flatten(inputs)))
-
-  return run
 
 
 def _converter(path: str, quantization: str, samples):
@@ -106,7 +90,7 @@ def _convert(function, spec, quantizations=('float32',),
   """The TFLite models of `function` over `spec`, builtin ops only, by
   quantization; `samples(frozen)` gives the int8 calibration inputs (dicts
   by input name), `frozen` being `function` with constant weights."""
-  frozen = _frozen(function, spec)
+  frozen = saved_model.frozen(function, spec)
   module = tf.Module()
   module.run = frozen
   models = {}
