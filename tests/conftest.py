@@ -1,5 +1,6 @@
 """Fixtures shared by every test package, and the order tests run in."""
 
+import logging
 import subprocess
 import sys
 import types
@@ -7,12 +8,7 @@ import types
 import pytest
 
 from tests import local_http
-from tests import shared_export as shared
 from tests import ucf101_fixture as ucf
-from tests.training import run_helpers
-from trainer.export import calibration
-from trainer.export import exporter
-from trainer.model import build_movinet_classifier
 
 
 @pytest.fixture(scope='session')
@@ -40,9 +36,22 @@ def ucf101_zips(tmp_path_factory):
   server.stop()
 
 
+@pytest.fixture(autouse=True)
+def absl_logger_level():
+  """Puts absl's logger level back after each test: TensorFlow used before
+  absl's flags are parsed (as in-process tests use it; a command parses
+  them first) leaves that logger at WARNING for good (`tf.saved_model.save`
+  does), and a later test reading INFO lines with `caplog` would see none."""
+  logger = logging.getLogger('absl')
+  level = logger.level
+  yield
+  logger.setLevel(level)
+
+
 @pytest.fixture(scope='session')
 def videos(tmp_path_factory):
   """Two MP4 videos, `a.mp4` and `b.mp4`, in the folder `root`."""
+  from tests import shared_export as shared  # pylint: disable=import-outside-toplevel
   root = tmp_path_factory.mktemp('videos')
   for seed, name in enumerate(('a', 'b')):
     shared.write_video(root / f'{name}.mp4', shared.video_frames(seed))
@@ -61,6 +70,15 @@ def stream_export(tmp_path_factory, videos):
   the model's `.keras` file before the export so that the two run side by
   side, with `missing`, the path it was given.
   """
+  # Imported here: importing TensorFlow and absl when this file loads would
+  # change logging for every test (caplog sees nothing of absl's loggers).
+  # pylint: disable=import-outside-toplevel
+  from tests import shared_export as shared
+  from tests.training import run_helpers
+  from trainer.export import calibration
+  from trainer.export import exporter
+  from trainer.model import build_movinet_classifier
+  # pylint: enable=import-outside-toplevel
   model = build_movinet_classifier('a0', len(shared.LABELS), stream=True)
   folder = tmp_path_factory.mktemp('stream_export')
   model.save(folder / 'model.keras')
