@@ -38,14 +38,13 @@ def ucf101_zips(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def absl_logger_level():
-  """Puts absl's logger level back after each test: TensorFlow used before
-  absl's flags are parsed (as in-process tests use it; a command parses
-  them first) leaves that logger at WARNING for good (`tf.saved_model.save`
-  does), and a later test reading INFO lines with `caplog` would see none."""
-  logger = logging.getLogger('absl')
-  level = logger.level
-  yield
-  logger.setLevel(level)
+  """Each test starts with absl's logger at no level of its own, as a fresh
+  process has it: TensorFlow used before absl's flags are parsed (as
+  in-process tests and their module fixtures use it; a command parses them
+  first) leaves that logger at WARNING for good (`tf.saved_model.save`
+  does), and a later test reading INFO lines with `caplog` would see none.
+  """
+  logging.getLogger('absl').setLevel(logging.NOTSET)
 
 
 @pytest.fixture(scope='session')
