@@ -14,9 +14,11 @@ import subprocess
 import sys
 
 import cv2
+import keras
 import numpy as np
 import pytest
 
+from trainer import export_main
 from trainer.data import synthetic
 from trainer.export import exporter
 from trainer.inference import ClipClassifier
@@ -75,3 +77,15 @@ def test_train_export_classify(reference_run, data_dir, env, tmp_path):
     np.testing.assert_allclose(
         [exported[label] for label in keras_model.labels], expected,
         atol=1e-5)
+
+
+def test_the_newest_checkpoint_is_a_source(reference_run):
+  # `--weights=latest_checkpoint`: the architecture of the run's saved model,
+  # the weights of its newest checkpoint, which at the run's end are the
+  # final model's.
+  model = export_main._from_model_dir(str(reference_run),
+                                      'latest_checkpoint')
+  final = keras.saving.load_model(reference_run / 'final_model.keras')
+  assert len(model.weights) == len(final.weights)
+  for restored, saved in zip(model.weights, final.weights):
+    np.testing.assert_array_equal(np.asarray(restored), np.asarray(saved))

@@ -43,7 +43,7 @@ SAVED_MODEL_DIR = 'saved_model'
 TFLITE_NAME = 'model.tflite'
 LABELS_NAME = 'labels.txt'
 INFO_NAME = 'export.json'
-# Raised when the directory's layout changes; readers refuse other versions.
+# Incremented when the directory's layout changes; readers refuse others.
 FORMAT_VERSION = 1
 SAVED_MODEL_BOUND = 1e-5
 # The largest logit difference from the Keras model each TFLite model may
