@@ -87,8 +87,15 @@ class ClipSampling:
     return cls(**{name: value for name, value in record.items()
                   if name in known})
 
+  def prepared_fps(self, video_fps: float) -> float:
+    """The rate a video of `video_fps` was prepared at: `fps` when lower
+    (preparation never raises a rate), else the video's own."""
+    if self.fps and self.fps < video_fps:
+      return float(self.fps)
+    return float(video_fps)
+
   def model_fps(self, video_fps: float) -> float:
     """The rate, frames per second, at which the model saw the frames of a
-    video of `video_fps` in training: the prepared rate (or the video's
-    own) over `frame_step`. Streaming feeds frames at this rate."""
-    return (self.fps or video_fps) / self.frame_step
+    video of `video_fps` in training: the prepared rate over `frame_step`.
+    Streaming feeds frames at this rate."""
+    return self.prepared_fps(video_fps) / self.frame_step

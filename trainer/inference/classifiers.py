@@ -109,7 +109,7 @@ class ClipClassifier:
     """
     sampling = self.model.sampling
     kept = frames_lib.resample_indices(
-        num_frames, fps, frames_lib.prepared_fps(sampling, fps))
+        num_frames, fps, sampling.prepared_fps(fps))
     chosen = frames_lib.clip_indices(len(kept), self.model.clip_frames,
                                      sampling.frame_step, self.clips)
     return kept[chosen]

@@ -27,14 +27,6 @@ from trainer.data.sampling import ClipSampling
 DEFAULT_FPS = 25.0
 
 
-def prepared_fps(sampling: ClipSampling, source_fps: float) -> float:
-  """The rate the training videos of a source at `source_fps` were kept at:
-  `sampling.fps` when it is lower, else the source's own."""
-  if sampling.fps and sampling.fps < source_fps:
-    return float(sampling.fps)
-  return float(source_fps)
-
-
 def resample_indices(num_frames: int, source_fps: float,
                      target_fps: float) -> np.ndarray:
   """The indices of the source frames kept at `target_fps`.
@@ -92,7 +84,7 @@ class StreamSelector:
   """
 
   def __init__(self, sampling: ClipSampling, source_fps: float):
-    self._ratio = source_fps / prepared_fps(sampling, source_fps)
+    self._ratio = source_fps / sampling.prepared_fps(source_fps)
     self._frame_step = sampling.frame_step
     self._next_prepared = 0
 
