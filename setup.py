@@ -16,6 +16,10 @@ INSTALL_REQUIRES = [
     "keras>=3.10,<4",
     "numpy>=1.26,<3",
     "opencv-python-headless>=4.8",
+    # PyAV decodes what OpenCV's FFmpeg cannot (AV1, through dav1d); its
+    # wheels ship their own FFmpeg. 19 drops Python 3.11 and turns rates
+    # into its own rational type.
+    "av>=18,<19",
     "remotezip>=0.12,<1",
     "requests>=2.21,<3",
     "tqdm>=4.60,<5",

@@ -8,12 +8,17 @@ r"""movinet-prepare: videos -> TFRecord shards + `manifest.json`.
 
 List the source, pick classes, split, then cut each split into shards of
 `--shard_clips` videos, written by `--workers` processes
-(`trainer.data.prepare`). Rerunning the same command resumes, and gives
-bytes identical to an uninterrupted run; other flags into the same
-`--output_dir` are refused. Only the command's own files are written or
-deleted: the shards, `manifest.json`, `.prepare/` and (synthetic)
-`source_videos/`; a non-empty `--output_dir` that is not a previous
-preparation is refused unless `--overwrite`.
+(`trainer.data.prepare`). Videos are decoded by OpenCV, else by PyAV (AV1),
+as a stream: a video longer than `--max_seconds` becomes consecutive
+records, and a worker's memory does not grow with a video's length; the
+manifest names the decoder of each video, and each video left out with its
+reason ('codec av1: no decoder', 'truncated after frame 37', ...).
+Rerunning the same command resumes, and gives bytes identical to an
+uninterrupted run; other flags into the same `--output_dir` are refused.
+Only the command's own files are written or deleted: the shards,
+`manifest.json`, `.prepare/` and (synthetic) `source_videos/`; a non-empty
+`--output_dir` that is not a previous preparation is refused unless
+`--overwrite`.
 
 Exit status: 0 done (or, with --verify, every shard matches); 1 bad flags, a
 source that cannot be read, or (with --verify) shards that do not match
@@ -71,13 +76,20 @@ def _define_flags() -> None:
                    'on 172-320 px crops and random-resized crops need '
                    'margin; upscaling adds bytes, not information.')
   f.DEFINE_integer('jpeg_quality', 90, 'JPEG quality 1..100.')
-  f.DEFINE_integer('shard_clips', 64, 'Videos per shard.')
+  f.DEFINE_integer('shard_clips', 64, 'Videos per shard (a video split by '
+                   '--max_seconds puts all its records in one shard).')
   f.DEFINE_integer('num_shards', None, 'Shards per split (overrides '
                    '--shard_clips).')
   f.DEFINE_integer('workers', None, 'Processes; default os.cpu_count().')
   f.DEFINE_integer('min_frames', 8,
                    'Skip videos with fewer frames (after --fps); shorter '
                    'clips still work, the pipeline loops them.')
+  f.DEFINE_float('max_seconds', prepare_settings.DEFAULT_MAX_SECONDS,
+                 'Split videos longer than this many seconds into '
+                 'consecutive records (video/segment 0, 1, ...), all in the '
+                 'video\'s split; a last remainder under --min_frames joins '
+                 'the segment before it. 0: one record per video, whatever '
+                 'its length (a worker then holds a whole video\'s JPEGs).')
   f.DEFINE_string('synthetic_dir', None, 'Cache of generated videos; '
                   'default output_dir/source_videos.')
   f.DEFINE_integer('synthetic_frames', prepare_settings.SYNTHETIC_FRAMES,

@@ -9,10 +9,12 @@ import pytest
 
 from tests.data.clips import write_prepared
 from trainer.data import prepare as prepare_lib
+from trainer.data import prepare_settings
 from trainer.data import schema
 from trainer.data.manifest import Manifest
 from trainer.data.manifest import Shard
 from trainer.data.manifest import Split
+from trainer.data.manifest import Video
 
 _TINY = dict(source='synthetic', workers=1, num_classes=2,
              splits='train:2,test:1', shard_clips=1, synthetic_size=(32, 40),
@@ -43,6 +45,38 @@ def test_a_prepared_manifest_round_trips_byte_for_byte(prepared, tmp_path):
   assert (tmp_path / schema.MANIFEST_NAME).read_bytes() == text
   assert written.data_dir == str(tmp_path)
   assert Manifest.read(str(tmp_path)) == manifest  # equal wherever it is
+  # Each video written, with its shard, decoder, records and frames.
+  assert len(manifest.videos) == 6
+  assert all(isinstance(v, Video) and v.decoder == 'opencv'
+             and v.segments == 1 and v.frames == 8 for v in manifest.videos)
+  assert [v.video for v in manifest.videos] == sorted(
+      v.video for v in manifest.videos)
+  assert {v.shard for v in manifest.videos} == {
+      s.file for split in manifest.splits.values() for s in split.shards}
+  assert manifest.frames.max_seconds == prepare_settings.DEFAULT_MAX_SECONDS
+
+
+def _as_format_2(entry):
+  """A manifest entry as format 2 wrote it: no videos, no max_seconds."""
+  entry = copy.deepcopy(entry)
+  del entry['videos'], entry['frames']['max_seconds']
+  del entry['settings']['max_seconds']
+  entry['settings']['format'] = entry['format'] = 'movinet-prepare/2'
+  return entry
+
+
+def test_an_older_manifest_reads_and_its_folder_is_refused(prepared,
+                                                           tmp_path):
+  _, text = prepared
+  old = _as_format_2(json.loads(text))
+  (tmp_path / schema.MANIFEST_NAME).write_text(json.dumps(old))
+  manifest = Manifest.read(str(tmp_path))
+  assert (manifest.videos, manifest.frames.max_seconds) == ((), None)
+  assert manifest.format == 'movinet-prepare/2'
+  # Its records lack video/segment: no resuming it in the new format.
+  with pytest.raises(prepare_lib.PrepareError,
+                     match=r'differing: format, max_seconds\)'):
+    prepare_lib.prepare(str(tmp_path), **_TINY)
 
 
 def test_a_minimal_manifest_reads_with_what_it_lacks_unset(tmp_path):
@@ -101,6 +135,10 @@ _SHARD = ('splits', 'train', 'shards', 0)
      "has frames['jpeg_quality']=None; it must be an int"),
     (('skipped',), [{'video': 'a.avi'}],
      "has skipped[0]['reason']=None; it must be a string"),
+    (('videos', 0, 'segments'), '2',
+     "has videos[0]['segments']='2'; it must be an int"),
+    (('videos', 1, 'decoder'), _DELETE,
+     "has videos[1]['decoder']=None; it must be a string"),
 ])
 def test_a_malformed_manifest_names_the_part_and_the_fix(prepared, tmp_path,
                                                          path, value, problem):

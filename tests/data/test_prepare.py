@@ -4,6 +4,7 @@ import hashlib
 import logging
 import os
 import pathlib
+import re
 import shutil
 import signal
 import socket
@@ -151,10 +152,11 @@ def test_folder_bad_inputs_are_skipped_with_reasons(videos, tmp_path, caplog):
         str(out), source='folder', video_dir=str(tree), splits='train:6,test:2',
         short_side=SHORT_SIDE, shard_clips=4, workers=1)
   skipped = {s.video: s.reason for s in manifest.skipped}
+  truncated = skipped.pop('moving_right/truncated.avi')
+  assert re.fullmatch(r'truncated after frame [1-5]', truncated), truncated
   assert skipped == {
       'moving_right/empty.avi': 'empty file',
       'moving_right/text.avi': 'cannot open',
-      'moving_right/truncated.avi': 'truncated',
       'moving_right/notes.txt': 'not a video extension',
       'moving_left/short.avi': 'too short: 3 frames < 8',
   }

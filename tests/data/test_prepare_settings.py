@@ -37,6 +37,10 @@ def test_recorded_settings_are_those_that_change_output_bytes(tmp_path):
   assert recorded['synthetic_size'] == [120, 160]  # as JSON reads it back
   assert not {'workers', 'output_dir', 'synthetic_dir', 'overwrite'} & set(
       recorded)
+  # Splitting long videos changes the records: max_seconds counts.
+  assert recorded['max_seconds'] == prepare_settings.DEFAULT_MAX_SECONDS
+  assert PrepareSettings(str(tmp_path), max_seconds=0).recorded()[
+      'max_seconds'] == 0.0
   assert settings.recorded() == PrepareSettings(str(tmp_path)).recorded()
 
 
@@ -52,6 +56,10 @@ def test_recorded_settings_are_those_that_change_output_bytes(tmp_path):
     (dict(num_shards=0),
      'PrepareSettings.num_shards=0 must be at least 1 (flag --num_shards).'),
     (dict(fps=-1), 'PrepareSettings.fps=-1.0 must be a positive rate'),
+    (dict(max_seconds=-1), 'PrepareSettings.max_seconds=-1.0 must be a '
+     'positive number of seconds, or 0 for no limit'),
+    (dict(max_seconds='60'),
+     "PrepareSettings.max_seconds='60' must be a float or None"),
     (dict(num_classes=7), 'PrepareSettings.num_classes=7 is not allowed for '
      'the synthetic source; pass 2..6 (flag --num_classes).'),
     (dict(split_by='group'), 'needs UCF101 names'),
@@ -74,10 +82,11 @@ def test_a_shard_job_and_its_result_cross_to_a_worker_process(tmp_path):
       file='train-00000-of-00001.tfrecord', output_dir=str(tmp_path),
       token='1-00ff', source='folder', root=str(tmp_path),
       videos=(('a/v.avi', 'a', 0),), fps=None, short_side=256, min_frames=8,
-      jpeg_quality=90)
+      jpeg_quality=90, max_seconds=60.0)
   assert pickle.loads(pickle.dumps(job)) == job
   result = shard_worker.ShardResult(
       file=job.file, num_clips=1, num_frames=8, num_videos=2, sha256='ab',
-      size=10, label_indices=(0,), skipped=(('a/w.avi', 'empty file'),))
+      size=10, label_indices=(0,), skipped=(('a/w.avi', 'empty file'),),
+      videos=(('a/v.avi', 'pyav', 2, 8),))
   assert pickle.loads(pickle.dumps(result)) == result
   assert shard_worker.ShardResult.from_json(result.to_json()) == result

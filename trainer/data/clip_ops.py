@@ -224,8 +224,12 @@ def train_clip(record, path, salt, sampling: Sampling, num_classes: int):
     label int32 `()`.
   """
   clip = schema.parse_clip(record)
-  element_seed = tf.stack(
-      [salt, tf.strings.to_hash_bucket_fast(clip.filename, 2**62)])
+  # The segments of a long video (`video/segment` 1, 2, ...) get seeds of
+  # their own; segment 0, or a record without segments, that of its name.
+  element_seed = tf.stack([salt, tf.strings.to_hash_bucket_fast(tf.where(
+      clip.segment > 0, tf.strings.join(
+          [clip.filename, tf.strings.as_string(clip.segment)], '#'),
+      clip.filename), 2**62)])
   start_seed, crop_seed, flip_seed = tf.unstack(
       tf.random.experimental.stateless_split(element_seed, 3))
   num_available = tf.shape(clip.jpeg_frames)[0]

@@ -3,8 +3,10 @@
 `movinet-prepare` writes one `manifest.json` beside the shards of a prepared
 directory; the pipeline reads it back. It names the labels (a clip's label
 index points into them), each split's shards (file, clip count, sha256,
-size in bytes, the distinct label indices of its clips) and how the frames
-and the source were prepared:
+size in bytes, the distinct label indices of its clips), how the frames
+and the source were prepared, the videos left out and why, and each video
+written: its shard, the decoder that read it (OpenCV or PyAV), its records
+(segments) and frames:
 
   manifest = Manifest.read('/data/ucf101_10')   # checks the structure
   manifest.check_files()                        # every shard, no record read
@@ -16,7 +18,8 @@ the file and the fix. `check_files` checks, without reading a record, that
 every shard exists with the size recorded and holds only label indices of
 the label list. Manifests written before sizes and label indices were
 recorded lack them (None): their sizes are not checked (one warning), and
-their clips' labels are checked while they are read (`pipeline`).
+their clips' labels are checked while they are read (`pipeline`); those
+written before videos were recorded list none.
 
 Nothing here imports TensorFlow, so that preparation's worker processes
 stay light; paths may be local or `gs://` (through `trainer.files`).
@@ -142,11 +145,15 @@ class Frames:
       size); 0 kept every size.
     jpeg_quality: JPEG quality of the frames, 1..100.
     min_frames: videos with fewer frames were skipped.
+    max_seconds: the longest record in seconds: longer videos were split
+      into consecutive segments, one record each; 0.0: no limit; None in
+      manifests written before videos were split.
   """
   fps: Optional[float]
   short_side: Optional[int]
   jpeg_quality: int
   min_frames: Optional[int] = None
+  max_seconds: Optional[float] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,6 +170,28 @@ class Skipped:
   """A video (or a folder, ending in '/') left out, and why."""
   video: str
   reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Video:
+  """A video written to the shards.
+
+  Attributes:
+    video: its name, relative to the source root (`video/filename` of its
+      records).
+    shard: the file holding its records.
+    decoder: what read it: 'opencv' (OpenCV's FFmpeg), or 'pyav' (PyAV's
+      FFmpeg, for what OpenCV cannot decode, such as AV1).
+    segments: its records, `video/segment` 0 to `segments - 1`, in order
+      in `shard` (more than one for a video longer than
+      `Frames.max_seconds`).
+    frames: the frames of all its records.
+  """
+  video: str
+  shard: str
+  decoder: str
+  segments: int
+  frames: int
 
 
 def _prepare_error(what: str, data_dir: str) -> ValueError:
@@ -183,6 +212,8 @@ class Manifest:
       recorded (JSON), which a rerun compares with its own (see
       `prepare_settings.PrepareSettings.recorded`).
     skipped: the videos and folders left out, sorted.
+    videos: the videos written, sorted by name; empty in manifests written
+      before they were recorded.
     data_dir: the directory it was read from or written to (not part of
       the JSON, nor of equality).
   """
@@ -193,6 +224,7 @@ class Manifest:
   source: Optional[Source] = None
   settings: Optional[Mapping[str, Any]] = None
   skipped: tuple[Skipped, ...] = ()
+  videos: tuple[Video, ...] = ()
   data_dir: Optional[str] = dataclasses.field(
       default=None, compare=False, metadata={'json': False})
 

@@ -10,12 +10,15 @@
 
 List the source, pick classes, split, then cut each split into shards
 (`prepare_plan`). Each shard is one job of a `spawn` process pool; a worker
-(`shard_worker`) decodes its videos with OpenCV, downscaling any whose short
-side exceeds `short_side` (smaller ones keep their size), JPEG-encodes the
-frames and writes the shard with the pure-Python `tfrecord_writer`. A shard
-is written as `<shard>.tmp-<token>`, fsynced and renamed; then
-`.prepare/<shard>.json` records its clip count, sha256 and skipped videos.
-Settings and their checks live in `prepare_settings`.
+(`shard_worker`) streams its videos through OpenCV (PyAV for what OpenCV
+cannot decode, such as AV1), downscaling any whose short side exceeds
+`short_side` (smaller ones keep their size), JPEG-encodes the frames as they
+come and writes the shard with the pure-Python `tfrecord_writer`; a video
+longer than `max_seconds` becomes consecutive records (`video/segment`). A
+shard is written as `<shard>.tmp-<token>`, fsynced and renamed; then
+`.prepare/<shard>.json` records its record count, sha256, skipped videos
+and each video's decoder. Settings and their checks live in
+`prepare_settings`.
 
 Rerunning the same preparation resumes: shards whose record matches their
 sha256 are kept, the rest are redone, and the result is byte-identical to
@@ -35,6 +38,7 @@ entries; a second run into the same `output_dir` while one holds
 import collections
 import multiprocessing
 import os
+import re
 import time
 from typing import Optional
 
@@ -54,6 +58,7 @@ from trainer.data.manifest import Shard
 from trainer.data.manifest import Skipped
 from trainer.data.manifest import Source
 from trainer.data.manifest import Split
+from trainer.data.manifest import Video
 from trainer.data.prepare_plan import Plan
 from trainer.data.prepare_settings import PrepareError
 from trainer.data.prepare_settings import PrepareSettings
@@ -251,23 +256,39 @@ def _manifest(settings: PrepareSettings, plan: Plan,
       # short_side is a maximum: videos with a smaller short side keep it.
       frames=Frames(fps=settings.fps, short_side=settings.short_side,
                     jpeg_quality=settings.jpeg_quality,
-                    min_frames=settings.min_frames),
+                    min_frames=settings.min_frames,
+                    max_seconds=settings.max_seconds),
       source=Source(kind=settings.source, video_dir=settings.video_dir,
                     ucf101_url=settings.ucf101_url),
       settings=settings.recorded(),
-      skipped=tuple(sorted(skipped, key=lambda s: (s.video, s.reason))))
+      skipped=tuple(sorted(skipped, key=lambda s: (s.video, s.reason))),
+      videos=tuple(sorted(
+          (Video(video=name, shard=r.file, decoder=decoder,
+                 segments=segments, frames=frames)
+           for r in results for name, decoder, segments, frames in r.videos),
+          key=lambda v: v.video)))
 
 
 def _log_summary(manifest: Manifest) -> None:
-  """Logs what was written: classes, clips per split, shards, skipped."""
+  """Logs what was written: classes, clips per split, shards, skipped,
+  decoders."""
   shards = [s for split in manifest.splits.values() for s in split.shards]
+  # 'truncated after frame 37' and 'too short: 3 frames < 8' count as
+  # 'truncated after frame N' and 'too short'.
   reasons = collections.Counter(
-      s.reason.split(':')[0] for s in manifest.skipped)
+      re.sub(r' \d+$', ' N', s.reason.split(':')[0])
+      for s in manifest.skipped)
   logging.info('prepared %d clips in %d shards, skipped %d (%s)',
                sum(s.num_clips for s in shards), len(shards),
                len(manifest.skipped),
                ', '.join(f'{r}: {n}' for r, n in sorted(reasons.items()))
                or 'none')
+  decoders = collections.Counter(v.decoder for v in manifest.videos)
+  logging.info('videos read by %s; %d longer than --max_seconds=%g split '
+               'into segments', ', '.join(
+                   f'{d} {n}' for d, n in sorted(decoders.items())) or 'none',
+               sum(v.segments > 1 for v in manifest.videos),
+               manifest.frames.max_seconds)
   logging.info('%d classes: %s', manifest.num_classes,
                ', '.join(manifest.labels))
   logging.info('clips per split: %s', ', '.join(

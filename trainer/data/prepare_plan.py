@@ -3,7 +3,9 @@
 `make_plan` lists the source, picks the classes, splits the videos and cuts
 each split into shards of `shard_clips` videos (shard i holds videos
 [i*k, (i+1)*k) of the split, after a seeded shuffle so every shard mixes
-classes): one `shard_worker.ShardJob` per shard. Every check that can fail
+classes): one `shard_worker.ShardJob` per shard. Videos are split before
+any is decoded, so that the segments a long video becomes later all land
+in its shard, and so in one split. Every check that can fail
 on the source fails here, before a file is written.
 """
 
@@ -85,7 +87,8 @@ def make_plan(settings: PrepareSettings, token: str) -> Plan:
         videos=tuple((e.name, e.label, label_index[e.label])
                      for e in videos[start:stop]),
         fps=settings.fps, short_side=settings.short_side or None,
-        min_frames=settings.min_frames, jpeg_quality=settings.jpeg_quality)
+        min_frames=settings.min_frames, jpeg_quality=settings.jpeg_quality,
+        max_seconds=settings.max_seconds or None)
              for name, (start, stop) in zip(layout[split], bounds)]
   return Plan(labels=tuple(classes), jobs=tuple(jobs), layout=layout,
               listing_skipped=tuple(listing.skipped))

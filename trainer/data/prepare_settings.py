@@ -40,9 +40,15 @@ SYNTHETIC_FPS = 10.0
 SETTINGS_NAME = 'settings.json'
 # Foreign entries named when a non-empty output_dir is refused.
 _NAMED_ENTRIES = 3
+# Longest record, in seconds of video: a longer video is split into
+# consecutive segments. A minute holds many clips of any recipe (a0: 50
+# frames every 2 at 25 fps spans 4 s) and keeps a record of 1080p frames at
+# JPEG quality 90 near 100 MB, far from protobuf's 2 GB limit.
+DEFAULT_MAX_SECONDS = 60.0
 # Output format; part of the settings, so a rerun refuses (instead of
 # resuming) a folder written by another format. 2: short_side is a maximum.
-FORMAT = 'movinet-prepare/2'
+# 3: records carry video/segment; videos longer than max_seconds are split.
+FORMAT = 'movinet-prepare/3'
 
 # Settings that change no output byte; left out of the compatibility check.
 _NOT_RECORDED = ('workers', 'output_dir', 'synthetic_dir', 'overwrite')
@@ -60,9 +66,10 @@ class PrepareSettings:
   value is None (`splits`: DEFAULT_SPLITS; `short_side`:
   DEFAULT_SHORT_SIDE, the largest short side in px, never upscaling, 0
   keeps every size; `num_classes`: 4 synthetic, else all; `fps` 0 or None:
-  the source rate; `workers`: os.cpu_count(); `synthetic_dir`:
-  `output_dir/source_videos`), sets the settings that do not apply to the
-  source to None, and checks every value.
+  the source rate; `max_seconds` None: DEFAULT_MAX_SECONDS, the longest
+  record in seconds, 0 no limit; `workers`: os.cpu_count();
+  `synthetic_dir`: `output_dir/source_videos`), sets the settings that do
+  not apply to the source to None, and checks every value.
 
   Raises:
     PrepareError: a value out of range or that does not fit the source;
@@ -84,6 +91,7 @@ class PrepareSettings:
   num_shards: Optional[int] = None
   workers: Optional[int] = None
   min_frames: int = 8
+  max_seconds: Optional[float] = DEFAULT_MAX_SECONDS
   synthetic_dir: Optional[str] = None
   synthetic_frames: Optional[int] = SYNTHETIC_FRAMES
   synthetic_size: Optional[tuple[int, int]] = SYNTHETIC_SIZE
@@ -119,6 +127,10 @@ class PrepareSettings:
                      and self.num_classes is None else self.num_classes),
         fps=(float(self.fps) if isinstance(self.fps, number) and self.fps
              else self.fps or None),
+        max_seconds=(DEFAULT_MAX_SECONDS if self.max_seconds is None
+                     else float(self.max_seconds)
+                     if isinstance(self.max_seconds, number)
+                     else self.max_seconds),
         workers=self.workers or os.cpu_count() or 1)
     if self.synthetic_size is not None:
       self._set(synthetic_size=tuple(int(v) for v in self.synthetic_size))
@@ -142,6 +154,9 @@ class PrepareSettings:
     if self.fps is not None and self.fps < 0:
       raise error('fps', 'must be a positive rate in frames per second, or 0 '
                   'for the source rate')
+    if not 0 <= self.max_seconds < float('inf'):
+      raise error('max_seconds', 'must be a positive number of seconds, or '
+                  '0 for no limit (a whole video per record)')
     if self.source == 'synthetic' and self.split_by == 'group':
       raise error('split_by', 'needs UCF101 names (v_<Class>_gNN_cNN.avi); '
                   'synthetic videos have none, use count')

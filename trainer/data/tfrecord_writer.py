@@ -16,7 +16,7 @@ checks both.
 
 import functools
 import struct
-from typing import Iterable
+from typing import Iterable, Optional
 
 import numpy as np
 
@@ -31,7 +31,8 @@ _SMALL = 1024
 
 
 def encode_sequence_example(label_index: int, label_text: str, filename: str,
-                            jpegs: Iterable[bytes]) -> bytes:
+                            jpegs: Iterable[bytes],
+                            segment: Optional[int] = None) -> bytes:
   """One clip as a serialized `tf.train.SequenceExample`.
 
   The `tf.train.SequenceExample` of `schema`'s layout, serialized as
@@ -43,6 +44,8 @@ def encode_sequence_example(label_index: int, label_text: str, filename: str,
     filename: video name relative to the source root, UTF-8 bytes.
     jpegs: encoded frames in time order, one bytes feature each in the
       `image` feature list.
+    segment: which segment of the video the clip is (0 for the first or
+      only one), an int64 context feature; None leaves it out.
 
   Returns:
     The serialized protobuf.
@@ -51,10 +54,12 @@ def encode_sequence_example(label_index: int, label_text: str, filename: str,
       schema.LABEL_INDEX_KEY, schema.LABEL_TEXT_KEY, schema.FILENAME_KEY,
       schema.IMAGE_KEY)
   context = {
-      index_key: _field(3, _field(1, _varint(label_index))),  # int64_list
+      index_key: _int64_feature(label_index),
       text_key: _bytes_feature([label_text.encode('utf-8')]),
       file_key: _bytes_feature([filename.encode('utf-8')]),
   }
+  if segment is not None:
+    context[schema.SEGMENT_KEY] = _int64_feature(segment)
   features = b''.join(
       _field(1, _field(1, k.encode()) + _field(2, context[k]))
       for k in sorted(context))
@@ -132,6 +137,10 @@ def _field(number: int, payload: bytes) -> bytes:
 
 def _bytes_feature(values) -> bytes:  # Feature.bytes_list{value}
   return _field(1, b''.join(_field(1, v) for v in values))
+
+
+def _int64_feature(value: int) -> bytes:  # Feature.int64_list{value}
+  return _field(3, _field(1, _varint(value)))
 
 
 # ------------------------------------------------------------------ CRC-32C
