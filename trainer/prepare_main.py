@@ -76,8 +76,7 @@ def _define_flags() -> None:
                    'on 172-320 px crops and random-resized crops need '
                    'margin; upscaling adds bytes, not information.')
   f.DEFINE_integer('jpeg_quality', 90, 'JPEG quality 1..100.')
-  f.DEFINE_integer('shard_clips', 64, 'Videos per shard (a video split by '
-                   '--max_seconds puts all its records in one shard).')
+  f.DEFINE_integer('shard_clips', 64, 'Videos per shard (with their records).')
   f.DEFINE_integer('num_shards', None, 'Shards per split (overrides '
                    '--shard_clips).')
   f.DEFINE_integer('workers', None, 'Processes; default os.cpu_count().')
@@ -85,11 +84,9 @@ def _define_flags() -> None:
                    'Skip videos with fewer frames (after --fps); shorter '
                    'clips still work, the pipeline loops them.')
   f.DEFINE_float('max_seconds', prepare_settings.DEFAULT_MAX_SECONDS,
-                 'Split videos longer than this many seconds into '
-                 'consecutive records (video/segment 0, 1, ...), all in the '
-                 'video\'s split; a last remainder under --min_frames joins '
-                 'the segment before it. 0: one record per video, whatever '
-                 'its length (a worker then holds a whole video\'s JPEGs).')
+                 'Cut longer videos into consecutive records (video/segment '
+                 '0, 1, ...; a rest under --min_frames joins the last), all '
+                 'in one split. 0: one record per video, however long.')
   f.DEFINE_string('synthetic_dir', None, 'Cache of generated videos; '
                   'default output_dir/source_videos.')
   f.DEFINE_integer('synthetic_frames', prepare_settings.SYNTHETIC_FRAMES,

@@ -145,9 +145,8 @@ class Frames:
       size); 0 kept every size.
     jpeg_quality: JPEG quality of the frames, 1..100.
     min_frames: videos with fewer frames were skipped.
-    max_seconds: the longest record in seconds: longer videos were split
-      into consecutive segments, one record each; 0.0: no limit; None in
-      manifests written before videos were split.
+    max_seconds: the longest record in seconds (longer videos were cut
+      into segments); 0.0: no limit; None: written before segments.
   """
   fps: Optional[float]
   short_side: Optional[int]
@@ -174,19 +173,11 @@ class Skipped:
 
 @dataclasses.dataclass(frozen=True)
 class Video:
-  """A video written to the shards.
-
-  Attributes:
-    video: its name, relative to the source root (`video/filename` of its
-      records).
-    shard: the file holding its records.
-    decoder: what read it: 'opencv' (OpenCV's FFmpeg), or 'pyav' (PyAV's
-      FFmpeg, for what OpenCV cannot decode, such as AV1).
-    segments: its records, `video/segment` 0 to `segments - 1`, in order
-      in `shard` (more than one for a video longer than
-      `Frames.max_seconds`).
-    frames: the frames of all its records.
-  """
+  """A video written: `video` its name (its records' `video/filename`),
+  `shard` the file holding its records, `decoder` what read it ('opencv',
+  or 'pyav' for what OpenCV cannot decode, such as AV1), `segments` its
+  records (`video/segment` 0, 1, ... in order; several for a video longer
+  than `Frames.max_seconds`) and `frames` theirs."""
   video: str
   shard: str
   decoder: str
