@@ -18,6 +18,7 @@ OpenCV decodes nothing of ('codec av1: no decoder').
 
 import dataclasses
 import math
+import os
 from typing import Callable, Iterator, Tuple
 
 from absl import logging
@@ -27,6 +28,11 @@ import numpy as np
 
 # The decoders, in the order they are tried.
 DECODERS = ('opencv', 'pyav')
+# OpenCV's FFmpeg logs three errors for each AV1 video it cannot decode
+# ("Your platform doesn't support hardware accelerated AV1 decoding"), which
+# PyAV then decodes, and the reasons of the videos skipped say what failed:
+# quiet (AV_LOG_QUIET) unless the user set a level. Read at the first capture.
+os.environ.setdefault('OPENCV_FFMPEG_LOGLEVEL', '-8')
 
 
 class VideoDecodeError(ValueError):
