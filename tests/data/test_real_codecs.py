@@ -12,7 +12,8 @@ videos broke preparation with:
 - HEVC, VP9 (WebM), MPEG-2 (program stream), H.264 at 10 bits, grayscale
   FFV1, an odd frame size, variable frame rate;
 - an audio-only MP4, an MP4 cut short (`-movflags +faststart`, so its index
-  survives the cut, as with a download that stopped), long videos.
+  survives the cut, as with a download that stopped), a codec no FFmpeg
+  decodes (the Commodore 64's A64 multicolor, in NUT), long videos.
 `ffmpeg`'s own decode (rawvideo rgb24, autorotated) is the reference the
 decoders are compared with.
 """
@@ -184,10 +185,13 @@ def _jpeg(frame_rgb, quality=90):
 
 @pytest.fixture(scope='module')
 def codecs(tmp_path_factory):
-  """Folder of the `CODECS` encodes, plus audio_only.mp4 and truncated.mp4."""
+  """Folder of the `CODECS` encodes, plus audio_only.mp4, truncated.mp4 and
+  c64.nut."""
   root = tmp_path_factory.mktemp('codecs')
   for name, (source, frames, rate, size, options, _, _) in CODECS.items():
     _encode(root / name, source, frames, rate, size, options)
+  _encode(root / 'c64.nut', TEXTURE, 3, 25, (200, 320),
+          ('-c:v', 'a64multi', '-f', 'nut'))
   _audio_only(root / 'audio_only.mp4')
   _truncated(root / 'truncated.mp4')
   return root
@@ -299,6 +303,7 @@ def _frames_ffmpeg_decodes(path):
     ('audio_only.mp4', ('opencv', 'pyav'), 'no video stream'),
     ('audio_only.mp4', ('opencv',), 'no video stream'),
     ('av1.mp4', ('opencv',), 'codec av1: no decoder'),
+    ('c64.nut', ('opencv', 'pyav'), 'codec unknown: no decoder'),
     ('truncated.mp4', ('opencv', 'pyav'), 'truncated after frame {}'),
     ('truncated.mp4', ('pyav',), 'truncated after frame {}'),
 ])
