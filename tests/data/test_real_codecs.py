@@ -157,10 +157,10 @@ def _audio_only(path):
   return path
 
 
-def _truncated(path):
-  """An H.264 MP4 of 100 frames, index first, cut after 30% of its bytes."""
+def _truncated(path, frames=100):
+  """An H.264 MP4 of `frames`, index first, cut after 30% of its bytes."""
   whole = path.with_name('whole_' + path.name)
-  _encode(whole, TEXTURE, 100, 25, SIZE,
+  _encode(whole, TEXTURE, frames, 25, SIZE,
           (*H264, '-g', '10', '-movflags', '+faststart'))
   data = whole.read_bytes()
   path.write_bytes(data[:len(data) * 3 // 10])
@@ -430,6 +430,33 @@ def test_segments_have_their_own_augmentation_seed_and_old_records_parse():
   np.testing.assert_array_equal(videos[0], videos[None])
   assert not np.array_equal(videos[1], videos[0])
   assert not np.array_equal(videos[2], videos[1])
+
+
+def test_a_video_truncated_after_some_segments_leaves_no_record(tmp_path):
+  folder = tmp_path / 'videos' / 'a'
+  folder.mkdir(parents=True)
+  _truncated(folder / 'cut.mp4', frames=300)
+  _encode(folder / 'whole.mp4', TEXTURE, 30, 25, SIZE, H264)
+  decoded = _frames_ffmpeg_decodes(folder / 'cut.mp4')
+  assert 2 * 25 + MIN_FRAMES <= decoded < 150  # two 1 s segments written
+
+  def shard(name, videos):
+    out = tmp_path / name
+    (out / shard_worker.STATE_DIR).mkdir(parents=True)
+    return out, shard_worker.prepare_shard(shard_worker.ShardJob(
+        file='train-00000-of-00001.tfrecord', output_dir=str(out),
+        token=shard_worker.new_token(), source='folder',
+        root=str(tmp_path / 'videos'), videos=videos, fps=None,
+        short_side=None, min_frames=MIN_FRAMES, jpeg_quality=90,
+        max_seconds=1.0))
+
+  both, result = shard('both', (('a/whole.mp4', 'a', 0), ('a/cut.mp4', 'a', 0),
+                                ('a/whole.mp4', 'a', 0)))
+  assert result.skipped == (('a/cut.mp4', f'truncated after frame {decoded}'),)
+  assert (result.num_clips, result.num_frames) == (2, 60)
+  alone, _ = shard('alone', (('a/whole.mp4', 'a', 0), ('a/whole.mp4', 'a', 0)))
+  name = 'train-00000-of-00001.tfrecord'
+  assert (both / name).read_bytes() == (alone / name).read_bytes()
 
 
 def _serve(folder, members):
