@@ -43,9 +43,10 @@ _NAMED_ENTRIES = 3
 # Longest record, in seconds of video: a longer video is split into
 # consecutive segments. A minute holds the longest clip of MoViNet's
 # Kinetics recipes (50 frames at 5 fps: 10 s) several times over; its record
-# (1500 frames at 25 fps) takes ~30 MB at the default short side of 256 px
-# and ~400 MB at 1080p, far under protobuf's 2 GB limit, and a worker holds
-# one record at a time.
+# (1500 frames at 25 fps) takes some 30 MB at the default short side of
+# 256 px and some 400 MB at 1080p (JPEG quality 90 of natural scenes, from
+# UCF101's ~16 KB a 320 x 240 frame), far under protobuf's 2 GB limit, and
+# a worker holds one record at a time.
 DEFAULT_MAX_SECONDS = 60.0
 # Output format; part of the settings, so a rerun refuses (instead of
 # resuming) a folder written by another format. 2: short_side is a maximum.
