@@ -1,5 +1,6 @@
 """The tf.data pipeline reads prepared shards back into the right clips."""
 
+import hashlib
 import os
 
 import numpy as np
@@ -318,3 +319,66 @@ def test_resumed_epochs_give_the_clips_they_always_gave(
   assert [clip[:2] for clip in found] == [clip[:2] for clip in expected]
   np.testing.assert_allclose([clip[2:] for clip in found],
                              [clip[2:] for clip in expected], atol=3)
+
+
+# sha256 (first 16 hex digits) of every batch of each dataset below, its
+# videos rounded to uint8 (`_fingerprint`), as the pipeline gave them before
+# it was made faster: computed at commit 125a1b9. The same seed and epoch
+# must give the same clips in any version, or a run resumed after an upgrade
+# would train on other clips than it started with. The JPEGs are TensorFlow's
+# (libjpeg-turbo); a TensorFlow that encodes or decodes them otherwise
+# changes these values without a change of the pipeline.
+_FINGERPRINTS = {
+    'eval_crop': '3008d42343162211',
+    'eval_pad_2_clips': '05c252f4ed060284',
+    'train': 'a4b8c0b28e019ebd',
+    'train_pad': 'e4975208ee3ae48f',
+    'train_pipeline_1_of_2': '1e41e6447ef8655d',
+    'train_skip_2': '77ed9169601c15c4',
+}
+
+
+def _fingerprint(dataset) -> str:
+  """sha256 of a dataset's batches: videos as uint8, labels as int32."""
+  digest = hashlib.sha256()
+  for video, label in dataset:
+    digest.update(np.round(video.numpy() * 255).astype(np.uint8).tobytes())
+    digest.update(label.numpy().astype(np.int32).tobytes())
+  return digest.hexdigest()[:16]
+
+
+@pytest.fixture(scope='module')
+def fingerprinted(tmp_path_factory):
+  """Four shards of clips of 5..20 frames, labels 0..11."""
+  return Manifest.read(write_prepared(
+      tmp_path_factory.mktemp('fingerprinted'),
+      [[20, 20, 7], [20, 9, 20, 12], [20, 20], [5]]))
+
+
+def _fingerprinted_dataset(manifest, name):
+  """The dataset `_FINGERPRINTS[name]` is of: eval with centre crops or two
+  padded clips per video; train with crops and flips, a resumed epoch,
+  padded frames, or the second of two input pipelines."""
+  sampling = _sampling(frame_step=3, min_crop_area=0.2)
+  if name.startswith('eval'):
+    clips = 2 if name.endswith('2_clips') else 1
+    if 'pad' in name:
+      sampling = _sampling(frame_step=3, eval_resize='pad')
+    return eval_dataset(manifest, 'train', sampling, batch_size=3,
+                        clips=clips)
+  kwargs = dict(batch_size=2, seed=7, epoch=3, shuffle_buffer=5)
+  if name == 'train_skip_2':
+    kwargs['skip_steps'] = 2
+  elif name == 'train_pad':
+    sampling = _sampling(frame_step=2, train_resize='pad', flip=False)
+    kwargs.update(seed=1, epoch=0)
+  elif name == 'train_pipeline_1_of_2':
+    kwargs.update(seed=1, epoch=0, input_context=_context(2, 1))
+  return train_dataset(manifest, 'train', sampling, **kwargs)
+
+
+@pytest.mark.usefixtures('fresh_global_seed')
+@pytest.mark.parametrize('name', sorted(_FINGERPRINTS))
+def test_the_pipeline_gives_the_clips_it_always_gave(fingerprinted, name):
+  found = _fingerprint(_fingerprinted_dataset(fingerprinted, name))
+  assert found == _FINGERPRINTS[name]

@@ -60,6 +60,20 @@ def _eval_starts(num_available, num_frames: int, frame_step: int,
   return parts * slack // (2 * num_clips)
 
 
+def _decode_each(decode, jpegs) -> tf.Tensor:
+  """`decode` of every JPEG of string `(frames,)`, stacked.
+
+  With `frames` known when traced (as clips are), one decoding op per frame:
+  they run in parallel, without a loop's bookkeeping; else a `tf.map_fn`.
+  Either way uint8 `(frames, height, width, 3)`, the same values.
+  """
+  if jpegs.shape[0] is not None:
+    return tf.stack([decode(jpegs[i]) for i in range(jpegs.shape[0])])
+  return tf.map_fn(decode, jpegs,
+                   fn_output_signature=tf.TensorSpec([None, None, 3],
+                                                     tf.uint8))
+
+
 def decode_frames(jpeg_frames, indices) -> tf.Tensor:
   """Decodes only the JPEGs at `indices`.
 
@@ -72,9 +86,8 @@ def decode_frames(jpeg_frames, indices) -> tf.Tensor:
   """
   indices = tf.convert_to_tensor(indices)
   gathered = tf.reshape(tf.gather(jpeg_frames, indices), [-1])
-  frames = tf.map_fn(
-      lambda jpeg: tf.io.decode_jpeg(jpeg, channels=3), gathered,
-      fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
+  frames = _decode_each(lambda jpeg: tf.io.decode_jpeg(jpeg, channels=3),
+                        gathered)
   return tf.reshape(
       frames, tf.concat([tf.shape(indices), tf.shape(frames)[1:]], 0))
 
@@ -138,17 +151,25 @@ def decode_random_crop_clip(jpeg_frames, indices, seed, *, size: int,
   begin, box_size = _sample_crop_box(tf.concat([height_width, [3]], 0), seed,
                                      min_crop_area, aspect_ratio_range)
   crop_window = tf.concat([begin, box_size], 0)  # (y, x, height, width)
-  cropped = tf.map_fn(
+  cropped = _decode_each(
       lambda jpeg: tf.io.decode_and_crop_jpeg(jpeg, crop_window, channels=3),
-      tf.gather(jpeg_frames, indices),
-      fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
+      tf.gather(jpeg_frames, indices))
   return _resize_clip(cropped, size)
+
+
+def _mirrored(frames) -> tf.Tensor:
+  """`tf.reverse(frames, [2])` of `(frames, height, width, channels)`, as
+  one reversal of `(frames * height, width, channels)` rows: the same
+  values, in half the CPU time of reversing the 4-D tensor."""
+  shape = tf.shape(frames)
+  rows = tf.reshape(frames, tf.concat([[-1], shape[2:]], 0))
+  return tf.reshape(tf.reverse(rows, [1]), shape)
 
 
 def random_flip_clip(frames, seed) -> tf.Tensor:
   """Mirrors the whole `(frames, height, width, 3)` clip left-right, p=0.5."""
   flip = tf.random.stateless_uniform([], seed) < 0.5
-  return tf.cond(flip, lambda: tf.reverse(frames, [2]), lambda: frames)
+  return tf.cond(flip, lambda: _mirrored(frames), lambda: frames)
 
 
 def center_crop_clip(frames, *, size: int) -> tf.Tensor:
