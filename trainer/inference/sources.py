@@ -2,8 +2,9 @@
 
 `expand_inputs` turns what the user named into `VideoInput`s (a folder
 into the videos inside it, sorted); `open_video` opens one as a `Video`,
-whose `frames()` decodes RGB frames lazily with `cv2.VideoCapture`, as
-preparation does (`video_decode`). A URL is first downloaded, streaming,
+whose `frames()` decodes RGB frames lazily as preparation does
+(`video_decode`: OpenCV, or PyAV for what OpenCV cannot decode, such as
+AV1), a camera with `cv2.VideoCapture`. A URL is first downloaded, streaming,
 into a temporary file removed afterwards. Whatever makes one input
 unusable (missing, unreadable, a URL that does not answer, a camera that
 cannot be opened) is an `InputError` naming it, so the others can go on.
@@ -24,6 +25,7 @@ import requests
 import tqdm
 
 from trainer import files
+from trainer.data import video_decode
 
 # File name endings taken for videos when a folder is listed; other files
 # are skipped (and logged).
@@ -104,7 +106,7 @@ def expand_inputs(names, camera: Optional[int] = None) -> list[VideoInput]:
 
 
 class Video:
-  """An opened video: its rate, size and frames.
+  """An opened video: its rate and frames.
 
   Attributes:
     name: the input's name.
@@ -112,29 +114,31 @@ class Video:
     is_camera: whether it is a live camera (which may never end).
   """
 
-  def __init__(self, name: str, capture, max_frames: Optional[int] = None,
-               is_camera: bool = False):
+  def __init__(self, name: str, fps: float, frames: Iterator[np.ndarray],
+               max_frames: Optional[int] = None, is_camera: bool = False):
     self.name = name
+    self.fps = float(fps) if np.isfinite(fps) and fps > 0 else 0.0
     self.is_camera = is_camera
-    self._capture = capture
+    self._frames = frames
     self._max_frames = max_frames
-    fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
-    self.fps = fps if np.isfinite(fps) and fps > 0 else 0.0
 
   def frames(self) -> Iterator[np.ndarray]:
-    """RGB uint8 frames `(height, width, 3)` until the source ends (or
-    `max_frames`).
+    """Upright RGB uint8 frames `(height, width, 3)` until the source ends
+    (or `max_frames`).
 
     Raises:
-      InputError: not one frame decodes.
+      InputError: not one frame decodes, or the file breaks off early
+        (named, e.g. 'truncated after frame 37').
     """
     count = 0
-    while self._max_frames is None or count < self._max_frames:
-      ok, frame = self._capture.read()
-      if not ok or frame is None:
-        break
-      count += 1
-      yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+    try:
+      for frame in self._frames:
+        if self._max_frames is not None and count >= self._max_frames:
+          break
+        count += 1
+        yield frame
+    except video_decode.VideoDecodeError as error:
+      raise InputError(f'{self.name}: {error.reason}.') from error
     if not count:
       raise InputError(f'{self.name}: no frames decode; is it a video?')
 
@@ -182,26 +186,44 @@ def _silent_capture(*args):
     cv2.utils.logging.setLogLevel(level)
 
 
-def _open_capture(source, name: str):
-  """A `cv2.VideoCapture` of a path or camera index, opened."""
-  if isinstance(source, int):
-    capture = _silent_capture(source)
-    if not capture.isOpened():
-      raise InputError(f'{name}: the camera cannot be opened; check '
-                       f'--camera={source} (0 is the first camera).')
-    return capture
-  if not os.path.exists(source):
+def _camera_frames(capture) -> Iterator[np.ndarray]:
+  while True:
+    ok, frame = capture.read()
+    if not ok or frame is None:
+      return
+    yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+
+
+def _open_camera(index: int, name: str, max_frames: Optional[int],
+                 stack: contextlib.ExitStack) -> Video:
+  capture = _silent_capture(index)
+  if not capture.isOpened():
+    raise InputError(f'{name}: the camera cannot be opened; check '
+                     f'--camera={index} (0 is the first camera).')
+  stack.callback(capture.release)
+  fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
+  return Video(name, fps, _camera_frames(capture), max_frames,
+               is_camera=True)
+
+
+def _open_file(path: str, name: str, max_frames: Optional[int],
+               stack: contextlib.ExitStack) -> Video:
+  """A video file, read as preparation reads it (`video_decode`): OpenCV,
+  or PyAV where OpenCV has no decoder (AV1), frames turned upright."""
+  if not os.path.exists(path):
     raise InputError(f'{name}: no such file.')
-  if os.path.isdir(source):
+  if os.path.isdir(path):
     raise InputError(f'{name}: a folder with no videos in it (files '
                      f'ending in {", ".join(VIDEO_EXTENSIONS)}).')
-  if os.path.getsize(source) == 0:
+  if os.path.getsize(path) == 0:
     raise InputError(f'{name}: an empty file.')
-  capture = _silent_capture(source, cv2.CAP_FFMPEG)
-  if not capture.isOpened():
-    raise InputError(f'{name}: cannot be opened; not a video container '
-                     'OpenCV/FFmpeg can read.')
-  return capture
+  try:
+    stream = video_decode.open_video(path)
+  except video_decode.VideoDecodeError as error:
+    raise InputError(f'{name}: not readable as a video ({error.reason}).'
+                     ) from error
+  stack.callback(stream.close)
+  return Video(name, stream.source_fps, iter(stream), max_frames)
 
 
 @contextlib.contextmanager
@@ -216,7 +238,7 @@ def open_video(video: VideoInput, max_frames: Optional[int] = None
     location = video.location
     if isinstance(location, str) and is_url(location):
       location = stack.enter_context(_downloaded(location))
-    capture = _open_capture(location, video.name)
-    stack.callback(capture.release)
-    yield Video(video.name, capture, max_frames,
-                is_camera=isinstance(location, int))
+    if isinstance(location, int):
+      yield _open_camera(location, video.name, max_frames, stack)
+    else:
+      yield _open_file(location, video.name, max_frames, stack)
