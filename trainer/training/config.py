@@ -45,6 +45,10 @@ class InputsConfig:
     eval_drop_remainder: drop the last partial evaluation batch, for static
       shapes (TPU); its clips are then not evaluated.
     shuffle_buffer: records in the training shuffle buffer.
+    prepared_fps: the rate, frames per second, `data_dir` must have been
+      prepared at (`movinet-prepare --fps`): `sampling.frame_step` counts
+      frames of the prepared videos, so the same step spans another time at
+      another rate. None: not checked.
     sampling: frames per clip, their spacing, size, resizing and flips.
   """
   data_dir: str
@@ -56,12 +60,17 @@ class InputsConfig:
   eval_clips: int = 1
   eval_drop_remainder: bool = False
   shuffle_buffer: int = 256
+  prepared_fps: Optional[float] = None
   sampling: Sampling = Sampling()
 
   def __post_init__(self):
     settings.check_types(self)
     settings.check_at_least(self, 1, 'batch_size', 'per_replica_batch_size',
                             'eval_batch_size', 'eval_clips', 'shuffle_buffer')
+    if self.prepared_fps is not None and not self.prepared_fps > 0:
+      raise settings.SettingError(
+          type(self).__name__, 'prepared_fps', self.prepared_fps,
+          'must be a positive rate in frames per second, or None')
 
   def global_batch_size(self, num_replicas: int) -> int:
     """The training batch over all replicas.

@@ -1,13 +1,15 @@
 """The training and evaluation inputs of a run, from its `InputsConfig`.
 
-`VideoInputs.read` reads a prepared directory's manifest once, checks it and
-the batch sizes against the cluster, and makes the datasets: each epoch's
-training batches (`train_dataset`) and the evaluation split
-(`eval_dataset`).
+`VideoInputs.read` reads a prepared directory's manifest once, checks it,
+the rate its frames were prepared at and the batch sizes against the
+cluster, and makes the datasets: each epoch's training batches
+(`train_dataset`) and the evaluation split (`eval_dataset`).
 """
 
 import dataclasses
+import math
 
+from absl import logging
 import tensorflow as tf
 
 from trainer import settings
@@ -48,11 +50,13 @@ class VideoInputs:
     Raises:
       ValueError: a missing or unprepared directory, a manifest whose shards
         are missing, of another size than recorded or hold label indices
-        outside its labels, a missing or empty split, a batch that does not
-        fit the replicas, the split or this machine's memory (named).
+        outside its labels, a missing or empty split, frames prepared at
+        another rate than `config.prepared_fps`, a batch that does not fit
+        the replicas, the split or this machine's memory (named).
     """
     manifest = Manifest.read(config.data_dir)
     manifest.check_files()
+    check_frame_rate(config, manifest)
     owner = config_lib.SETTING_NAMES[type(config).__name__]
     train = manifest.split(config.train_split, f'{owner}.train_split')
     manifest.split(config.eval_split, f'{owner}.eval_split')
@@ -126,3 +130,40 @@ class VideoInputs:
         tf.data.experimental.AutoShardPolicy.DATA if self.num_workers > 1
         else tf.data.experimental.AutoShardPolicy.OFF)
     return dataset.with_options(options)
+
+
+def check_frame_rate(config: InputsConfig, manifest: Manifest) -> None:
+  """Stops a run on data prepared at another rate than
+  `config.prepared_fps` (if set) says; logs the time a clip spans.
+
+  `frame_step` counts frames of the prepared videos (`manifest.frames.fps`,
+  or each video's own rate when kept): 3 frames at 5 fps and 15 at 25 fps
+  are both 0.6 s.
+
+  Raises:
+    SettingError: naming `prepared_fps`, the data's rate and the fix.
+  """
+  sampling = config.sampling
+  fps = manifest.frames.fps if manifest.frames else None
+  expected = config.prepared_fps
+  if expected is not None and not (fps and math.isclose(fps, expected)):
+    found = (f'at {fps:g} fps (movinet-prepare --fps={fps:g})' if fps else
+             "at each video's own rate (movinet-prepare --fps=0)")
+    raise settings.SettingError(
+        type(config).__name__, 'prepared_fps', expected,
+        f'does not match {config.data_dir}, prepared {found}: frame_step='
+        f'{sampling.frame_step} counts prepared frames, so clips would span '
+        'another time. Prepare the videos with movinet-prepare '
+        f'--fps={expected:g} into a new --output_dir, or set prepared_fps '
+        'and frame_step for the rate the data has')
+  span = (sampling.num_frames - 1) * sampling.frame_step
+  if fps:
+    logging.info(
+        'Clips: %d frames %d apart at %g fps: %.2f s between frames, %.2f s '
+        'from first to last.', sampling.num_frames, sampling.frame_step, fps,
+        sampling.frame_step / fps, span / fps)
+  else:
+    logging.info(
+        "Clips: %d frames %d apart at each video's own rate (at 25 fps: %.2f "
+        's between frames, %.2f s from first to last).', sampling.num_frames,
+        sampling.frame_step, sampling.frame_step / 25, span / 25)
