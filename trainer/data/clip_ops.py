@@ -29,7 +29,8 @@ def sample_frame_indices(num_available, num_frames: int, frame_step: int,
   Args:
     num_available: int scalar, frames in the video.
     num_frames: frames per clip.
-    frame_step: distance between sampled frames, in frames.
+    frame_step: distance between sampled frames, in frames (of the
+      prepared video).
     start: int scalar, or `(clips,)` for several clips.
 
   Returns:

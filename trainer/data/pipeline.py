@@ -4,11 +4,18 @@ A prepared directory (written by `movinet-prepare`) holds
 `<split>-00000-of-0000N.tfrecord` shards in the layout of `schema.py` and a
 `manifest.json` (`manifest.Manifest`):
 
-  manifest = Manifest.read(data_dir)
-  sampling = Sampling(num_frames=8, frame_step=15, image_size=172)
+  manifest = Manifest.read(data_dir)   # prepared with --fps=5
+  sampling = Sampling(num_frames=8, frame_step=3, image_size=172)
   train = train_dataset(manifest, 'train', sampling, batch_size=8, seed=0,
                         epoch=0)
   test = eval_dataset(manifest, 'test', sampling, batch_size=8)
+
+`frame_step` counts frames of the prepared videos: at the rate the manifest
+records (`manifest.frames.fps`, from `movinet-prepare --fps`), or each
+video's own when it was kept. Records prepared at 5 fps hold a fifth of the
+frames of 25 fps ones (clips of frames 0.6 s apart, 3 prepared frames, then
+start on a 0.2 s grid) and cost a fifth of the reading and parsing
+(`benchmarks/input_pipeline.py`).
 
 Two checks guard against shards that are not what the manifest says.
 Before anything is written, `Manifest.check_files` checks the label indices
