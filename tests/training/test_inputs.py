@@ -32,8 +32,8 @@ def _prepared_at(root, fps) -> Manifest:
     (5.0, 5.0, 'Clips: 8 frames 3 apart at 5 fps: 0.60 s between frames, '
      '4.20 s from first to last.'),
     (None, 5.0, 'at 5 fps: 0.60 s between frames'),
-    (None, None, "Clips: 8 frames 3 apart at each video's own rate (at 25 "
-     'fps: 0.12 s between frames, 0.84 s from first to last).'),
+    (None, None, "Clips: 8 frames 3 apart at each video's own rate (e.g. at "
+     '25 fps: 0.12 s between frames, 0.84 s from first to last).'),
 ])
 def test_the_clips_span_is_logged(tmp_path, caplog, expected, fps, logged):
   config = InputsConfig(str(tmp_path), prepared_fps=expected,

@@ -164,6 +164,7 @@ def check_frame_rate(config: InputsConfig, manifest: Manifest) -> None:
         sampling.frame_step / fps, span / fps)
   else:
     logging.info(
-        "Clips: %d frames %d apart at each video's own rate (at 25 fps: %.2f "
-        's between frames, %.2f s from first to last).', sampling.num_frames,
-        sampling.frame_step, sampling.frame_step / 25, span / 25)
+        "Clips: %d frames %d apart at each video's own rate (e.g. at 25 fps: "
+        '%.2f s between frames, %.2f s from first to last).',
+        sampling.num_frames, sampling.frame_step, sampling.frame_step / 25,
+        span / 25)
