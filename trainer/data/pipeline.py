@@ -33,6 +33,7 @@ How a record becomes a clip is in `clip_ops`; which records each input
 pipeline reads, in `shard_reader`.
 """
 
+import functools
 from typing import Any, Optional
 
 import tensorflow as tf
@@ -68,6 +69,24 @@ def _split_shards(manifest: Manifest, split: str) -> tuple[Shard, ...]:
 def _epoch_seed(seed: int, epoch: int) -> int:
   """The seed of one epoch; distinct for every (seed, epoch), < 2**63."""
   return (seed * 1_000_003 + epoch) * 1_009
+
+
+@functools.lru_cache(maxsize=16)
+def _train_clip_function(sampling: Sampling, num_classes: int):
+  """`clip_ops.train_clip` as one graph function of `(record, path, salt)`,
+  traced once for the pipelines of every epoch: tracing it again took ~25
+  ms of CPU at each epoch's start (`benchmarks/input_pipeline.py`). Traced
+  outside any graph and device scope (those of the first caller, e.g. a
+  distribution strategy's, must not stick to it)."""
+  function = tf.function(
+      lambda record, path, salt: clip_ops.train_clip(
+          record, path, salt, sampling, num_classes), autograph=False)
+  # tf.init_scope is a contextlib generator, which pylint misreads.
+  # pylint: disable-next=not-context-manager
+  with tf.init_scope(), tf.device(None):
+    return function.get_concrete_function(
+        tf.TensorSpec([], tf.string), tf.TensorSpec([], tf.string),
+        tf.TensorSpec([], tf.int64))
 
 
 def _batched(clips: tf.data.Dataset, batch_size: int, drop_remainder: bool,
@@ -156,9 +175,9 @@ def train_dataset(manifest: Manifest, split: str, sampling: Sampling, *,
   records = tf.data.Dataset.zip(records, salts)
   if skip_steps:
     records = records.skip(skip_steps * (batch_size // num_pipelines))
+  train_clip = _train_clip_function(sampling, manifest.num_classes)
   clips = records.map(
-      lambda shard_record, salt: clip_ops.train_clip(
-          *shard_record, salt, sampling, manifest.num_classes),
+      lambda shard_record, salt: train_clip(*shard_record, salt),
       # Decoded in a fixed order, so that skipping `skip_steps` batches'
       # records skips exactly those batches.
       num_parallel_calls=AUTOTUNE, deterministic=True)
