@@ -66,9 +66,8 @@ def _define_flags() -> None:
   f.DEFINE_integer('fold', 1, '--split_by=group: UCF101 fold 1..3.')
   f.DEFINE_integer('seed', 0, 'Seed for splits, shard order, synthetic.')
   f.DEFINE_float('fps', 0,
-                 'Keep this many frames per second; 0 keeps the source rate, '
-                 'so the pipeline\'s frame_step (15 at 25-30 fps UCF101) '
-                 'keeps its meaning.')
+                 'Keep this many frames per second (0: the source rate); '
+                 'frame_step counts them (UCF101 recipes: 5, every 3rd).')
   f.DEFINE_integer('short_side', None,
                    'Downscale so the short side is at most this many px; '
                    'never upscale (a smaller video keeps its size); 0 keeps '

@@ -138,7 +138,7 @@ def test_stream_file_overrides_the_transfer_recipe(parsed):
   values = parsed['results']['stream']
   assert values['build_model.stream'] is True
   assert values['%PRETRAINED'].endswith('movinet_a0_stream.tar.gz')
-  assert values['build_inputs.frame_step'] == 15
+  assert values['build_inputs.frame_step'] == 3
 
 
 _K600_A0 = ('https://storage.googleapis.com/tf_model_garden/vision/movinet/'
@@ -146,13 +146,14 @@ _K600_A0 = ('https://storage.googleapis.com/tf_model_garden/vision/movinet/'
 
 
 @pytest.mark.parametrize('name,expected', [
-    # TensorFlow's MoViNet tutorial: 8 frames every 15, 224 x 224 with
+    # TensorFlow's MoViNet tutorial: 8 frames 0.6 s apart (every 15th at
+    # 25 fps; every 3rd of the 5 fps records), 224 x 224 with
     # resize_with_pad, batch 8, A0 base from K600 with the backbone frozen,
     # the official classifier's dropout (0), Adam 1e-3, 2 epochs.
-    ('ucf101_a0_tutorial.gin', [8, 8, 15, 224, 'pad', False, 'a0', _K600_A0,
+    ('ucf101_a0_tutorial.gin', [8, 8, 3, 224, 'pad', False, 'a0', _K600_A0,
                                 True, 0.0, 'adam', 1e-3, 2]),
     # The recommended variant: A0's own 172 px, random crops and flips.
-    ('ucf101_a0_transfer.gin', [8, 8, 15, 172, 'crop', True, 'a0', _K600_A0,
+    ('ucf101_a0_transfer.gin', [8, 8, 3, 172, 'crop', True, 'a0', _K600_A0,
                                 True, 0.2, 'adam', 1e-3, 2]),
 ])
 def test_ucf101_recipes(name, expected, parsed):

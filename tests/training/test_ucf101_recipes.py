@@ -34,7 +34,7 @@ def ucf101_data(ucf101_zips, tmp_path_factory):
   out = tmp_path_factory.mktemp('ucf101_10')
   prepare_lib.prepare(str(out), source='ucf101',
                       ucf101_url=ucf101_zips.url[ucf.FLAT], split_by='group',
-                      fold=1, workers=1)
+                      fold=1, fps=5, workers=1)
   return str(out)
 
 

@@ -232,7 +232,8 @@ def train_clip(record, path, salt, sampling: Sampling, num_classes: int):
   (short videos loop); one random resized crop for the whole clip, of which
   only the box is decoded, or with `train_resize='pad'` the whole frames
   fitted and padded; and (if `flip`) a horizontal flip of the whole clip.
-  Its randomness is seeded by `(salt, hash of its file name)` alone.
+  Its randomness is seeded by `(salt, hash of its file name)` alone (of
+  `name#k` for segment k > 0 of a long video).
 
   Args:
     record: string scalar, a serialized clip.

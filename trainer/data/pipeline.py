@@ -107,7 +107,7 @@ def train_dataset(manifest: Manifest, split: str, sampling: Sampling, *,
   Shards are shuffled, read interleaved and records shuffled, all seeded
   by `(seed, epoch)`; each clip is sampled and augmented as `sampling` says
   (`clip_ops.train_clip`), seeded by `(seed, epoch)` and its file name
-  alone. So the same epoch always holds the same clips in the same
+  (and segment) alone. So the same epoch always holds the same clips in the same
   batches, in the same order, whatever `deterministic` says, iterated any
   number of times; and a clip is augmented the same way wherever it comes
   in the stream: after a resume, and with any number of input pipelines or
@@ -169,7 +169,8 @@ def train_dataset(manifest: Manifest, split: str, sampling: Sampling, *,
         sum(s.num_clips for s in shards), batch_size)
   records = records.shuffle(shuffle_buffer, seed=epoch_seed,
                             reshuffle_each_iteration=False)
-  # Every clip's augmentation is seeded by (the epoch's seed, its file name).
+  # Every clip's augmentation is seeded by (the epoch's seed, its file name
+  # and segment).
   salts = tf.data.Dataset.from_tensors(
       tf.constant(epoch_seed, tf.int64)).repeat()
   records = tf.data.Dataset.zip(records, salts)

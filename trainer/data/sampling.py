@@ -16,7 +16,8 @@ class Sampling:
 
   Attributes:
     num_frames: frames per clip.
-    frame_step: source frames between sampled frames.
+    frame_step: frames of the prepared video (at the manifest's
+      `frames.fps`) between sampled frames.
     image_size: clip height and width (pixels).
     train_resize: 'crop' (a random resized crop of each training clip) or
       'pad' (the whole frame, fitted and padded).
