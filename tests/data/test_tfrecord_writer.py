@@ -83,3 +83,37 @@ def test_written_file_is_read_by_parse_clip(tmp_path, label_index, label_text,
   assert clip.label_text.numpy().decode() == label_text
   assert clip.filename.numpy().decode() == filename
   assert [j.numpy() for j in clip.jpeg_frames] == jpegs
+
+
+@pytest.mark.parametrize('sizes', [[5, 1023, 70_001, 1], [3 << 20] * 3])
+def test_crc32c_of_parts_combines_to_that_of_the_whole(sizes):
+  parts = [os.urandom(size) for size in sizes]
+  crc = 0
+  for part in parts:
+    crc = tfrecord_writer._crc_combine(crc, tfrecord_writer.crc32c(part),
+                                       len(part))
+  assert crc == tfrecord_writer.crc32c(b''.join(parts))
+
+
+@pytest.mark.parametrize('segment', [None, 0, 7])
+def test_a_record_written_from_its_pieces_is_tensorflows(tmp_path, segment):
+  # 12 MB of incompressible "JPEGs" of uneven sizes: three checksum runs.
+  rng = np.random.default_rng(segment)
+  jpegs = [rng.bytes(int(size)) for size in rng.integers(0, 400_000, 60)]
+  pieces = tfrecord_writer.sequence_example_pieces(
+      3, 'moving_up', 'moving_up/vidéo.avi', jpegs, segment)
+  path = tmp_path / 'pieces.tfrecord'
+  with open(path, 'wb') as f:
+    written = tfrecord_writer.write_sequence_example(f, pieces)
+  reference = tmp_path / 'reference.tfrecord'
+  record = tfrecord_writer.encode_sequence_example(
+      3, 'moving_up', 'moving_up/vidéo.avi', jpegs, segment)
+  with tf.io.TFRecordWriter(str(reference)) as writer:
+    writer.write(record)
+  assert b''.join(pieces) == record
+  assert path.read_bytes() == reference.read_bytes()
+  assert written == path.stat().st_size
+  (read,) = tf.data.TFRecordDataset(str(path))
+  clip = schema.parse_clip(read)
+  assert (int(clip.segment), [j.numpy() for j in clip.jpeg_frames]) == (
+      segment or 0, jpegs)

@@ -240,9 +240,9 @@ def _write_video(job: ShardJob, f, name: str, label: str,
   quality = [cv2.IMWRITE_JPEG_QUALITY, job.jpeg_quality]
 
   def write(segment: int, jpegs: list) -> None:
-    f.write(tfrecord_writer.tfrecord_frame(
-        tfrecord_writer.encode_sequence_example(index, label, name, jpegs,
-                                                segment=segment)))
+    tfrecord_writer.write_sequence_example(
+        f, tfrecord_writer.sequence_example_pieces(index, label, name, jpegs,
+                                                   segment=segment))
 
   with _opened(job, name) as stream:
     cutter = SegmentCutter(

@@ -9,6 +9,11 @@ process to process, which would break byte-identical reruns.
   with open(path, 'wb') as f:
     f.write(tfrecord_frame(record))
 
+A long video's record holds many megabytes of JPEGs; `write_sequence_example`
+writes it from its pieces (the JPEGs as they are, between headers of a few
+bytes) and checksums them as they pass, instead of joining them into one
+record and then one frame, which held the JPEGs about five times over.
+
 The bytes equal `tf.train.SequenceExample.SerializeToString(deterministic=True)`
 and `tf.io.TFRecordWriter`'s output; `tests/data/test_tfrecord_writer.py`
 checks both.
@@ -16,7 +21,7 @@ checks both.
 
 import functools
 import struct
-from typing import Iterable, Optional
+from typing import BinaryIO, Iterable, Optional, Sequence
 
 import numpy as np
 
@@ -28,6 +33,8 @@ _CASTAGNOLI = 0x82F63B78
 _MASK_DELTA = 0xA282EAD8
 # Below this many bytes a plain table loop beats numpy's set-up cost.
 _SMALL = 1024
+# Pieces of a record are checksummed in runs of about this many bytes.
+_CRC_RUN = 4 << 20
 
 
 def encode_sequence_example(label_index: int, label_text: str, filename: str,
@@ -50,6 +57,16 @@ def encode_sequence_example(label_index: int, label_text: str, filename: str,
   Returns:
     The serialized protobuf.
   """
+  return b''.join(sequence_example_pieces(label_index, label_text, filename,
+                                          list(jpegs), segment))
+
+
+def sequence_example_pieces(label_index: int, label_text: str, filename: str,
+                            jpegs: Sequence[bytes],
+                            segment: Optional[int] = None) -> list[bytes]:
+  """`encode_sequence_example`'s bytes as pieces whose concatenation they
+  are: the JPEGs themselves (not copied) between the headers that frame
+  them. Takes the arguments of `encode_sequence_example`."""
   index_key, text_key, file_key, image_key = (
       schema.LABEL_INDEX_KEY, schema.LABEL_TEXT_KEY, schema.FILENAME_KEY,
       schema.IMAGE_KEY)
@@ -63,9 +80,48 @@ def encode_sequence_example(label_index: int, label_text: str, filename: str,
   features = b''.join(
       _field(1, _field(1, k.encode()) + _field(2, context[k]))
       for k in sorted(context))
-  frames = b''.join(_field(1, _bytes_feature([j])) for j in jpegs)
-  feature_lists = _field(1, _field(1, image_key.encode()) + _field(2, frames))
-  return _field(1, features) + _field(2, feature_lists)
+  # Each frame is a Feature{bytes_list{value: jpeg}} in the FeatureList:
+  # three headers, then the JPEG.
+  frames = []
+  for jpeg in jpegs:
+    inner = _header(1, len(jpeg))
+    middle = _header(1, len(inner) + len(jpeg))
+    frames += [_header(1, len(middle) + len(inner) + len(jpeg)) + middle +
+               inner, jpeg]
+  frames_size = sum(map(len, frames))
+  name = _field(1, image_key.encode())
+  list_header = _header(2, frames_size)
+  entry_size = len(name) + len(list_header) + frames_size
+  entry_header = _header(1, entry_size)
+  return [_field(1, features),
+          _header(2, len(entry_header) + entry_size) + entry_header + name +
+          list_header, *frames]
+
+
+def write_sequence_example(f: BinaryIO, pieces: Sequence[bytes]) -> int:
+  """Writes to `f` one TFRecord whose data is `pieces` concatenated
+  (`sequence_example_pieces`), the bytes `tfrecord_frame` would give,
+  without joining them: the pieces are checksummed in runs of about
+  `_CRC_RUN` bytes as they are written.
+
+  Returns:
+    The bytes written.
+  """
+  size = sum(map(len, pieces))
+  length = struct.pack('<Q', size)
+  f.write(length)
+  f.write(struct.pack('<I', masked_crc32c(length)))
+  crc, run, run_size = 0, [], 0
+  for piece in pieces:
+    f.write(piece)
+    run.append(piece)
+    run_size += len(piece)
+    if run_size >= _CRC_RUN:
+      crc = _crc_combine(crc, crc32c(b''.join(run)), run_size)
+      run, run_size = [], 0
+  crc = _crc_combine(crc, crc32c(b''.join(run)), run_size)
+  f.write(struct.pack('<I', _masked(crc)))
+  return 16 + size
 
 
 def tfrecord_frame(data: bytes) -> bytes:
@@ -81,7 +137,10 @@ def tfrecord_frame(data: bytes) -> bytes:
 
 def masked_crc32c(data: bytes) -> int:
   """TFRecord's masked CRC-32C of `data`, a uint32."""
-  crc = crc32c(data)
+  return _masked(crc32c(data))
+
+
+def _masked(crc: int) -> int:
   return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
 
 
@@ -109,11 +168,10 @@ def crc32c(data: bytes) -> int:
   register = np.zeros(count, np.uint32)
   for column in columns:
     register = table[(register ^ column) & 0xFF] ^ (register >> 8)
-  t0, t1, t2, t3 = _zeros_operator(block)
+  zeros = _zeros_operator(block)
   crc = 0
   for value in register.tolist():
-    crc = (t0[crc & 0xFF] ^ t1[crc >> 8 & 0xFF] ^ t2[crc >> 16 & 0xFF]
-           ^ t3[crc >> 24]) ^ value
+    crc = _apply(zeros, crc) ^ value
   return crc ^ 0xFFFFFFFF
 
 
@@ -130,9 +188,14 @@ def _varint(value: int) -> bytes:
   return bytes(out)
 
 
+def _header(number: int, size: int) -> bytes:
+  """The tag and length of a length-delimited protobuf field."""
+  return _varint(number << 3 | 2) + _varint(size)
+
+
 def _field(number: int, payload: bytes) -> bytes:
   """A length-delimited protobuf field."""
-  return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+  return _header(number, len(payload)) + payload
 
 
 def _bytes_feature(values) -> bytes:  # Feature.bytes_list{value}
@@ -184,3 +247,29 @@ def _zeros_operator(length: int) -> tuple[list, list, list, list]:
       entries.append(acc)
     tables.append(entries)
   return tables[0], tables[1], tables[2], tables[3]
+
+
+def _crc_combine(crc_a: int, crc_b: int, size_b: int) -> int:
+  """CRC-32C of `a + b` from those of `a` and `b` and `len(b)`: `crc_a`
+  run through `size_b` zero bytes (the register is linear), XOR `crc_b`."""
+  for bit in range(size_b.bit_length()):
+    if size_b >> bit & 1:
+      crc_a = _apply(_zeros_power(bit), crc_a)
+  return crc_a ^ crc_b
+
+
+@functools.lru_cache(maxsize=64)
+def _zeros_power(exponent: int) -> tuple[list, list, list, list]:
+  """`_zeros_operator(2 ** exponent)`, made by applying the one of half the
+  length twice (64 compositions in all, not 2 ** exponent byte steps)."""
+  if exponent == 0:
+    return _zeros_operator(1)
+  half = _zeros_power(exponent - 1)
+  return tuple([_apply(half, value) for value in table] for table in half)
+
+
+def _apply(operator, crc: int) -> int:
+  """`crc` run through the zero bytes of `operator` (`_zeros_operator`)."""
+  t0, t1, t2, t3 = operator
+  return (t0[crc & 0xFF] ^ t1[crc >> 8 & 0xFF] ^ t2[crc >> 16 & 0xFF]
+          ^ t3[crc >> 24])
