@@ -133,10 +133,10 @@ class Video:
     count = 0
     try:
       for frame in self._frames:
-        if self._max_frames is not None and count >= self._max_frames:
-          break
         count += 1
         yield frame
+        if count == self._max_frames:  # not one frame more decoded
+          break
     except video_decode.VideoDecodeError as error:
       raise InputError(f'{self.name}: {error.reason}.') from error
     if not count:
